@@ -1,0 +1,3 @@
+from healtrace.cli import main
+
+main()

@@ -1,0 +1,94 @@
+"""Typed events of one conversation, serialised in one place.
+
+The orchestrator yields these without ``seq``; the session's event hub stamps each with a
+per-session sequence number before any client sees it, so a client can resume after a
+reconnect by asking for everything after the last ``seq`` it saw.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
+
+
+class _Event(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    seq: int = 0
+    session_id: str = ""
+
+    def to_json(self) -> str:
+        return self.model_dump_json()
+
+
+class TurnStarted(_Event):
+    type: Literal["turn_started"] = "turn_started"
+    turn_id: str
+    user_message_id: str
+    locale: str
+    #: Echo of the client's id for the message; the message is stored when this arrives.
+    client_message_id: str | None = None
+
+
+class Token(_Event):
+    type: Literal["token"] = "token"
+    turn_id: str
+    text: str
+
+
+class Reasoning(_Event):
+    """Model reasoning, kept apart from the answer; sent only when the setting allows it."""
+
+    type: Literal["reasoning"] = "reasoning"
+    turn_id: str
+    text: str
+
+
+class ToolCallEvent(_Event):
+    type: Literal["tool_call"] = "tool_call"
+    turn_id: str
+    call_id: str
+    name: str
+    arguments: dict[str, Any] | str
+
+
+class ToolResultEvent(_Event):
+    type: Literal["tool_result"] = "tool_result"
+    turn_id: str
+    call_id: str
+    name: str
+    ok: bool
+    content: str
+
+
+class AnswerDone(_Event):
+    type: Literal["answer_done"] = "answer_done"
+    turn_id: str
+    message_id: str
+    text: str
+    finish_reason: Literal["stop", "length", "cancelled", "error"]
+    model: str
+    tool_calls: int = 0
+
+
+class ErrorEvent(_Event):
+    type: Literal["error"] = "error"
+    code: str
+    message: str
+    turn_id: str | None = None
+    retryable: bool = False
+
+
+Event = Annotated[
+    TurnStarted | Token | Reasoning | ToolCallEvent | ToolResultEvent | AnswerDone | ErrorEvent,
+    Field(discriminator="type"),
+]
+EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
+
+TERMINAL_TYPES = frozenset({"answer_done"})
+
+
+def parse_event(data: str | bytes) -> Event:
+    """Parse one serialised event (used by clients and tests)."""
+    return EVENT_ADAPTER.validate_json(data)

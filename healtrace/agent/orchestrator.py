@@ -1,0 +1,450 @@
+"""One conversational turn: history and prompt → model → tools → streamed answer.
+
+The orchestrator yields typed events (without sequence numbers; the event hub stamps them).
+It commits the user message before the model is called, writes the answer while it
+streams, and always ends a turn with ``answer_done`` or ``error`` — also when cancelled.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from healtrace.agent._textcalls import TextCallSplitter
+from healtrace.agent.context import build_context, transcript_for_summary
+from healtrace.agent.events import (
+    AnswerDone,
+    ErrorEvent,
+    Event,
+    Reasoning,
+    Token,
+    ToolCallEvent,
+    ToolResultEvent,
+    TurnStarted,
+)
+from healtrace.agent.memory import ChatStore, MessageRecord, new_id
+from healtrace.agent.models.base import (
+    ChatMessage,
+    Finish,
+    ModelBackend,
+    ModelRequest,
+    ReasoningDelta,
+    TextDelta,
+    ToolCall,
+    ToolCallDelta,
+)
+from healtrace.config import Settings
+from healtrace.errors import HealTraceError, localized
+from healtrace.prompts import load_prompt
+from healtrace.tools.core import ToolContext, ToolOutcome, ToolRegistry
+
+log = logging.getLogger(__name__)
+
+#: How often a streaming answer is written to the database (seconds).
+FLUSH_INTERVAL_S = 0.5
+
+
+@dataclass(frozen=True, slots=True)
+class UserTurn:
+    session_id: str
+    text: str
+    locale: str
+    turn_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    patient_id: str | None = None
+    tenant_id: str | None = None
+    client_message_id: str | None = None
+
+
+class TurnCancelled(Exception):
+    """Raised inside the model loop when the client cancels."""
+
+
+class _AnswerWriter:
+    """Persists the streaming answer: created at the first flush, rewritten periodically."""
+
+    def __init__(self, store: ChatStore, session_id: str, turn_id: str) -> None:
+        self.store = store
+        self.session_id = session_id
+        self.turn_id = turn_id
+        self.text = ""
+        self.reasoning = ""
+        self.message_id: str | None = None
+        self._flushed_at = time.monotonic()
+        self._dirty = False
+
+    def add(self, text: str) -> None:
+        self.text += text
+        self._dirty = True
+
+    def due(self) -> bool:
+        return self._dirty and time.monotonic() - self._flushed_at >= FLUSH_INTERVAL_S
+
+    async def flush(self, status: str, *, model: str = "") -> str:
+        self._flushed_at = time.monotonic()
+        self._dirty = False
+        if self.message_id is None:
+            record = await self.store.add_message(
+                self.session_id,
+                turn_id=self.turn_id,
+                role="assistant",
+                content=self.text,
+                status=status,  # type: ignore[arg-type]
+                model=model,
+            )
+            self.message_id = record.id
+            if not self.reasoning:
+                return record.id
+        await self.store.update_message(
+            self.message_id,
+            content=self.text,
+            status=status,  # type: ignore[arg-type]
+            reasoning=self.reasoning,
+            model=model,
+        )
+        return self.message_id
+
+
+async def _race_cancel(
+    stream: AsyncIterator[Any], cancel: asyncio.Event | None
+) -> AsyncIterator[Any]:
+    """Iterate ``stream`` but stop promptly (closing it) when ``cancel`` is set."""
+    if cancel is None:
+        async for item in stream:
+            yield item
+        return
+    waiter = asyncio.ensure_future(cancel.wait())
+    try:
+        while True:
+            step = asyncio.ensure_future(anext(stream))
+            done, _ = await asyncio.wait({step, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if step in done:
+                try:
+                    item = step.result()
+                except StopAsyncIteration:
+                    return
+                yield item
+                continue
+            step.cancel()
+            with contextlib.suppress(asyncio.CancelledError, StopAsyncIteration):
+                await step
+            raise TurnCancelled
+    finally:
+        waiter.cancel()
+        aclose = getattr(stream, "aclose", None)
+        if aclose is not None:
+            await aclose()
+
+
+class Orchestrator:
+    """Runs turns. Holds no per-session state; everything lives in the store."""
+
+    def __init__(
+        self,
+        *,
+        model: ModelBackend,
+        tools: ToolRegistry,
+        store: ChatStore,
+        settings: Settings,
+        summary_model: ModelBackend | None = None,
+    ) -> None:
+        self.model = model
+        self.tools = tools
+        self.store = store
+        self.settings = settings
+        self.summary_model = summary_model or model
+        self._summary_tasks: set[asyncio.Task[None]] = set()
+
+    # --- prompts --------------------------------------------------------------------------
+
+    def system_prompt(self, locale: str, *, with_text_tools: bool) -> str:
+        prompt = load_prompt("system", locale)
+        if with_text_tools and len(self.tools):
+            described = "\n".join(
+                f"- {s.name}: {s.description.splitlines()[0]} Arguments (JSON schema): "
+                f"{json.dumps(s.parameters.get('properties', {}), ensure_ascii=False)}"
+                for s in self.tools.specs()
+            )
+            prompt += "\n\n" + load_prompt("tools_fallback", locale).replace("{tools}", described)
+        return prompt
+
+    # --- the turn -------------------------------------------------------------------------
+
+    async def run_turn(
+        self, turn: UserTurn, *, cancel: asyncio.Event | None = None
+    ) -> AsyncIterator[Event]:
+        """Run one turn, yielding its events. The last event is ``answer_done`` or ``error``."""
+        session = await self.store.get_session(turn.session_id)
+        user_msg = await self.store.add_message(
+            turn.session_id,
+            turn_id=turn.turn_id,
+            role="user",
+            content=turn.text,
+            title_if_new=turn.text,
+        )
+        yield TurnStarted(
+            session_id=turn.session_id,
+            turn_id=turn.turn_id,
+            user_message_id=user_msg.id,
+            locale=turn.locale,
+            client_message_id=turn.client_message_id,
+        )
+        writer = _AnswerWriter(self.store, turn.session_id, turn.turn_id)
+        ctx = ToolContext(
+            session_id=turn.session_id,
+            locale=turn.locale,
+            settings=self.settings,
+            patient_id=turn.patient_id,
+            tenant_id=turn.tenant_id,
+        )
+        native = self.model.native_tools
+        history = await self.store.messages(turn.session_id)
+        window = build_context(
+            self.system_prompt(turn.locale, with_text_tools=not native),
+            history,
+            budget_tokens=self.settings.context_tokens,
+            summary=session.summary,
+            summary_until=session.summary_until,
+            summary_label=localized_summary_label(turn.locale),
+        )
+        messages = list(window.messages)
+        tool_calls_made = 0
+        try:
+            for round_no in range(self.settings.max_tool_rounds + 1):
+                allow_tools = round_no < self.settings.max_tool_rounds and len(self.tools) > 0
+                request = ModelRequest(
+                    messages=tuple(messages),
+                    tools=self.tools.specs() if allow_tools and native else (),
+                )
+                splitter = TextCallSplitter() if allow_tools else None
+                calls: list[ToolCall] = []
+                round_text = ""
+                async for delta in _race_cancel(self.model.stream(request), cancel):
+                    if isinstance(delta, TextDelta):
+                        shown = splitter.feed(delta.text) if splitter else delta.text
+                        if shown:
+                            round_text += shown
+                            writer.add(shown)
+                            yield Token(
+                                session_id=turn.session_id, turn_id=turn.turn_id, text=shown
+                            )
+                            if writer.due():
+                                await writer.flush("streaming", model=self.model.model_id)
+                    elif isinstance(delta, ReasoningDelta):
+                        writer.reasoning += delta.text
+                        if self.settings.stream_reasoning:
+                            yield Reasoning(
+                                session_id=turn.session_id, turn_id=turn.turn_id, text=delta.text
+                            )
+                    elif isinstance(delta, ToolCallDelta):
+                        calls.append(delta.call)
+                    elif isinstance(delta, Finish):
+                        pass
+                if splitter is not None:
+                    rest = splitter.finish()
+                    calls.extend(rest.calls)
+                    if rest.text:
+                        round_text += rest.text
+                        writer.add(rest.text)
+                        yield Token(
+                            session_id=turn.session_id, turn_id=turn.turn_id, text=rest.text
+                        )
+                if not calls:
+                    message_id = await writer.flush("complete", model=self.model.model_id)
+                    yield AnswerDone(
+                        session_id=turn.session_id,
+                        turn_id=turn.turn_id,
+                        message_id=message_id,
+                        text=writer.text,
+                        finish_reason="stop",
+                        model=self.model.model_id,
+                        tool_calls=tool_calls_made,
+                    )
+                    self._maybe_summarise(session.id, turn.locale, window.dropped_until, session)
+                    return
+                # The model asked for tools: record the request, run them, feed results back.
+                tool_calls_made += len(calls)
+                await self.store.add_message(
+                    turn.session_id,
+                    turn_id=turn.turn_id,
+                    role="assistant",
+                    content=round_text,
+                    tool_calls=calls,
+                    model=self.model.model_id,
+                )
+                messages.append(
+                    ChatMessage(role="assistant", content=round_text, tool_calls=tuple(calls))
+                )
+                for call in calls:
+                    yield ToolCallEvent(
+                        session_id=turn.session_id,
+                        turn_id=turn.turn_id,
+                        call_id=call.id,
+                        name=call.name,
+                        arguments=_args_for_event(call.arguments),
+                    )
+                outcomes = await self._run_tools(calls, ctx, cancel)
+                for outcome in outcomes:
+                    await self.store.add_message(
+                        turn.session_id,
+                        turn_id=turn.turn_id,
+                        role="tool",
+                        content=outcome.content,
+                        tool_call_id=outcome.call_id,
+                        tool_name=outcome.name,
+                    )
+                    messages.append(
+                        ChatMessage(
+                            role="tool",
+                            content=outcome.content if outcome.ok else f"ERROR: {outcome.content}",
+                            tool_call_id=outcome.call_id,
+                            name=outcome.name,
+                        )
+                    )
+                    yield ToolResultEvent(
+                        session_id=turn.session_id,
+                        turn_id=turn.turn_id,
+                        call_id=outcome.call_id,
+                        name=outcome.name,
+                        ok=outcome.ok,
+                        content=outcome.content,
+                    )
+            yield await self._fail(turn, writer, "too_many_tool_rounds", "cancelled")
+        except TurnCancelled:
+            message_id = await writer.flush("cancelled", model=self.model.model_id)
+            yield AnswerDone(
+                session_id=turn.session_id,
+                turn_id=turn.turn_id,
+                message_id=message_id,
+                text=writer.text,
+                finish_reason="cancelled",
+                model=self.model.model_id,
+                tool_calls=tool_calls_made,
+            )
+        except HealTraceError as exc:
+            log.warning("turn %s failed: %s (%s)", turn.turn_id, exc.code, type(exc).__name__)
+            yield await self._fail(turn, writer, exc.code, "error", **exc.params)
+
+    async def _fail(
+        self, turn: UserTurn, writer: _AnswerWriter, code: str, status: str, **params: Any
+    ) -> ErrorEvent:
+        if writer.text or writer.message_id:
+            await writer.flush(status, model=self.model.model_id)
+        return ErrorEvent(
+            session_id=turn.session_id,
+            turn_id=turn.turn_id,
+            code=code,
+            message=localized(code, turn.locale, **params),
+            retryable=code in ("model_unavailable", "tool_failed"),
+        )
+
+    async def _run_tools(
+        self, calls: list[ToolCall], ctx: ToolContext, cancel: asyncio.Event | None
+    ) -> list[ToolOutcome]:
+        """Run the calls concurrently; a cancel stops them, an infra failure ends the turn."""
+        tasks = [
+            asyncio.ensure_future(self.tools.run(c.id, c.name, c.arguments, ctx)) for c in calls
+        ]
+        gathered = asyncio.gather(*tasks)
+        waiter = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
+        try:
+            pending: set[asyncio.Future[Any]] = {gathered}
+            if waiter is not None:
+                pending.add(waiter)
+            await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+            if not gathered.done():
+                raise TurnCancelled
+            return list(gathered.result())
+        finally:
+            if waiter is not None:
+                waiter.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            if not gathered.done():
+                gathered.cancel()
+            await asyncio.gather(gathered, return_exceptions=True)
+
+    # --- memory ---------------------------------------------------------------------------
+
+    def _maybe_summarise(
+        self, session_id: str, locale: str, dropped_until: int, session: Any
+    ) -> None:
+        """Turns fell out of the window: summarise them in the background, off the hot path."""
+        if dropped_until <= session.summary_until:
+            return
+        task = asyncio.get_running_loop().create_task(
+            self._summarise(session_id, locale, dropped_until, session.summary)
+        )
+        self._summary_tasks.add(task)
+        task.add_done_callback(self._summary_tasks.discard)
+
+    async def _summarise(self, session_id: str, locale: str, until: int, previous: str) -> None:
+        history: list[MessageRecord] = await self.store.messages(session_id)
+        transcript = transcript_for_summary(history, until=until)
+        if previous:
+            transcript = f"{localized_summary_label(locale)}:\n{previous}\n\n{transcript}"
+        request = ModelRequest(
+            messages=(
+                ChatMessage(role="system", content=load_prompt("summary", locale)),
+                ChatMessage(role="user", content=transcript[-12000:]),
+            ),
+            max_tokens=256,
+        )
+        parts: list[str] = []
+        try:
+            async for delta in self.summary_model.stream(request):
+                if isinstance(delta, TextDelta):
+                    parts.append(delta.text)
+        except HealTraceError as exc:
+            log.warning("summary for a session failed: %s", exc.code)
+            return
+        summary = "".join(parts).strip()
+        if summary:
+            await self.store.save_summary(session_id, summary, until)
+
+    async def aclose(self) -> None:
+        for task in list(self._summary_tasks):
+            task.cancel()
+        await asyncio.gather(*self._summary_tasks, return_exceptions=True)
+
+
+def localized_summary_label(locale: str) -> str:
+    return (
+        "此前对话的摘要"
+        if locale.lower().startswith("zh")
+        else "Summary of the earlier conversation"
+    )
+
+
+def _args_for_event(arguments: str) -> dict[str, Any] | str:
+    try:
+        value = json.loads(arguments)
+    except json.JSONDecodeError:
+        return arguments
+    return value if isinstance(value, dict) else arguments
+
+
+def _results_note(outcomes: list[ToolOutcome], locale: str) -> str:
+    zh = locale.lower().startswith("zh")
+    head = "工具结果：" if zh else "Tool results:"
+    lines = [head]
+    for o in outcomes:
+        status = "" if o.ok else ("（出错）" if zh else " (error)")
+        lines.append(f"{o.name}{status}: {o.content}")
+    lines.append(
+        "请根据这些结果用文字回答用户。"
+        if zh
+        else "Now answer the user in plain text using these results."
+    )
+    return "\n".join(lines)
+
+
+def turn_id() -> str:
+    return new_id()

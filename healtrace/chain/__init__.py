@@ -1,0 +1,1 @@
+"""On-chain evidence anchoring, token and consent contracts (issue #8)."""

@@ -1,0 +1,154 @@
+"""Settings: one object, read at the edge (CLI, app factory) and passed down.
+
+Every setting has a working embedded default. Environment variables use the
+``HEALTRACE_`` prefix; nested values (the model backend list) are JSON. A ``.env``
+file in the working directory is read too.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+Locale = Literal["en", "zh-CN"]
+
+
+def default_home() -> Path:
+    """Where models and other caches live unless ``HEALTRACE_HOME`` says otherwise."""
+    return Path.home() / ".cache" / "healtrace"
+
+
+class OpenAIBackendConfig(BaseModel):
+    """Any OpenAI-compatible chat endpoint: vLLM, DeepSeek, xAI Grok, a llama.cpp server."""
+
+    kind: Literal["openai"] = "openai"
+    name: str = "openai"
+    base_url: str = "http://127.0.0.1:8001/v1"
+    api_key: SecretStr = SecretStr("not-needed")
+    model: str = "default"
+    #: Whether the server understands the ``tools`` parameter (vLLM needs its tool-parser flags).
+    native_tools: bool = True
+    timeout_s: float = 60.0
+    max_retries: int = 3
+    backoff_base_s: float = 0.5
+    backoff_max_s: float = 8.0
+    temperature: float = 0.7
+    top_p: float = 0.8
+    max_tokens: int = 1024
+
+
+class LocalBackendConfig(BaseModel):
+    """In-process llama.cpp model (the embedded default)."""
+
+    kind: Literal["local"] = "local"
+    name: str = "local"
+    #: A catalogue name (``qwen2.5-coder-0.5b``, ``smollm2-135m``) or a path to a GGUF file.
+    model: str = "qwen2.5-coder-0.5b"
+    n_ctx: int = 4096
+    #: One thread is steadier on a busy 2-core machine; raise it on bigger hosts.
+    n_threads: int = 2
+    # Small models loop under greedy decoding; these keep them on track.
+    temperature: float = 0.7
+    top_p: float = 0.8
+    repeat_penalty: float = 1.1
+    max_tokens: int = 512
+    seed: int = -1
+
+
+class ScriptedBackendConfig(BaseModel):
+    """The package's scripted demo model: no setup, calls every tool once, then answers."""
+
+    kind: Literal["scripted"] = "scripted"
+    name: str = "scripted"
+    #: Delay before the first token and between tokens, to imitate a real backend.
+    first_token_ms: float = 0.0
+    token_interval_ms: float = 0.0
+    #: How many tool-call rounds the demo model makes before answering (-1: one per tool).
+    tool_rounds: int = -1
+
+
+BackendConfig = Annotated[
+    OpenAIBackendConfig | LocalBackendConfig | ScriptedBackendConfig,
+    Field(discriminator="kind"),
+]
+
+
+def _default_backends() -> list[BackendConfig]:
+    return [LocalBackendConfig()]
+
+
+class Settings(BaseSettings):
+    """All HealTrace settings. See the README's settings table."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="HEALTRACE_",
+        env_file=".env",
+        env_file_encoding="utf-8",
+        env_nested_delimiter="__",
+        extra="ignore",
+    )
+
+    home: Path = Field(default_factory=default_home)
+    data_dir: Path = Path("data")
+    database_url: str = ""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    #: Browser origins allowed on the WebSocket handshake and CORS; empty: the service's own.
+    allowed_origins: list[str] = Field(default_factory=list)
+    #: Create and print a development API key on first start when no key exists.
+    dev_key: bool = True
+
+    #: Model backends tried in order; the next one is used when one is unavailable.
+    llm_backends: list[BackendConfig] = Field(default_factory=lambda: _default_backends())
+    default_locale: Locale = "en"
+
+    max_tool_rounds: int = 4
+    tool_timeout_s: float = 20.0
+    #: Tokens of history (estimated) sent to the model; older turns are summarised away.
+    context_tokens: int = 3072
+    #: Stream the model's reasoning to clients as ``reasoning`` events (never mixed into answers).
+    stream_reasoning: bool = False
+
+    max_message_chars: int = 8000
+    max_frame_bytes: int = 65536
+    hello_timeout_s: float = 10.0
+    #: Events kept per session for clients that reconnect and resume.
+    replay_buffer_events: int = 4096
+    log_level: str = "info"
+
+    @field_validator("llm_backends")
+    @classmethod
+    def _at_least_one_backend(cls, value: list[BackendConfig]) -> list[BackendConfig]:
+        if not value:
+            raise ValueError("HEALTRACE_LLM_BACKENDS needs at least one backend")
+        return value
+
+    @property
+    def models_dir(self) -> Path:
+        return self.home / "models"
+
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'healtrace.db').resolve()}"
+
+    @property
+    def resolved_origins(self) -> list[str]:
+        if self.allowed_origins:
+            return self.allowed_origins
+        hosts = (
+            {self.host, "127.0.0.1", "localhost"}
+            if self.host
+            in (
+                "127.0.0.1",
+                "localhost",
+                "0.0.0.0",
+            )
+            else {self.host}
+        )
+        return sorted(f"http://{h}:{self.port}" for h in hosts if h != "0.0.0.0")

@@ -1,0 +1,155 @@
+"""One error root with a few meaningful subclasses, and the bilingual messages users see.
+
+Every user-facing error has a stable ``code`` (clients switch on it) and a message in the
+user's locale that says what was wrong and what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+# code -> (English, Simplified Chinese). Placeholders are filled from ``HealTraceError.params``.
+MESSAGES: dict[str, tuple[str, str]] = {
+    "invalid_json": (
+        "That message was not valid JSON. Send one JSON object per frame.",
+        "消息不是有效的 JSON。请每帧发送一个 JSON 对象。",
+    ),
+    "invalid_event": (
+        "That message is missing fields or has wrong ones: {detail}",
+        "消息缺少字段或字段有误：{detail}",
+    ),
+    "unknown_event_type": (
+        "Unknown message type '{event_type}'. See docs/protocol.md for the types you can send.",
+        "未知的消息类型“{event_type}”。可发送的类型见 docs/protocol.md。",
+    ),
+    "message_too_long": (
+        "Your message is too long ({length} characters; the limit is {limit}). "
+        "Please shorten it or split it into parts.",
+        "您的消息过长（{length} 个字符，上限为 {limit}）。请缩短或分几次发送。",
+    ),
+    "frame_too_large": (
+        "That frame is too large ({size} bytes; the limit is {limit}).",
+        "数据帧过大（{size} 字节，上限为 {limit}）。",
+    ),
+    "empty_message": (
+        "Your message is empty. Please type a question.",
+        "消息为空，请输入您的问题。",
+    ),
+    "auth_required": (
+        "An API key is required. Send it in the hello message or the Authorization header.",
+        "需要 API 密钥。请在 hello 消息或 Authorization 请求头中提供。",
+    ),
+    "auth_invalid": (
+        "That API key is not valid or has been revoked.",
+        "API 密钥无效或已被吊销。",
+    ),
+    "hello_required": (
+        "Send a hello message with your API key first.",
+        "请先发送带有 API 密钥的 hello 消息。",
+    ),
+    "origin_forbidden": (
+        "This page's origin is not allowed to connect.",
+        "此网页的来源不允许连接。",
+    ),
+    "session_not_found": (
+        "That conversation was not found. Start a new one.",
+        "未找到该会话，请新建会话。",
+    ),
+    "turn_in_progress": (
+        "Please wait for the current answer to finish, or cancel it first.",
+        "请等待当前回答结束，或先取消。",
+    ),
+    "no_turn_running": (
+        "There is no answer in progress to cancel.",
+        "当前没有正在生成的回答可以取消。",
+    ),
+    "model_unavailable": (
+        "The assistant's language model is unavailable right now. Please try again shortly.",
+        "助手的语言模型暂时不可用，请稍后重试。",
+    ),
+    "model_error": (
+        "The assistant's language model returned an unusable response. Please try again.",
+        "助手的语言模型返回了无法使用的响应，请重试。",
+    ),
+    "tool_failed": (
+        "A tool the assistant needed ('{tool}') failed. Please try again later.",
+        "助手需要的工具（{tool}）出错，请稍后重试。",
+    ),
+    "too_many_tool_rounds": (
+        "The assistant could not finish within its step limit. Please rephrase your question.",
+        "助手未能在步骤上限内完成，请换个说法再问。",
+    ),
+    "resume_gap": (
+        "Some events since your last connection are no longer available; "
+        "the conversation was reloaded.",
+        "自上次连接以来的部分事件已不可用，会话已重新加载。",
+    ),
+    "internal_error": (
+        "Something went wrong on our side. Your message was saved; please try again.",
+        "服务器出现问题。您的消息已保存，请重试。",
+    ),
+}
+
+
+def localized(code: str, locale: str, **params: Any) -> str:
+    """The message for ``code`` in ``locale`` (``zh*`` → Chinese, anything else → English)."""
+    en, zh = MESSAGES.get(code, MESSAGES["internal_error"])
+    template = zh if locale.lower().startswith("zh") else en
+    try:
+        return template.format(**params)
+    except (KeyError, IndexError):
+        return template
+
+
+class HealTraceError(Exception):
+    """Root of every error HealTrace raises on purpose."""
+
+    code: str = "internal_error"
+
+    def __init__(self, detail: str = "", *, code: str | None = None, **params: Any) -> None:
+        super().__init__(detail or code or self.code)
+        if code is not None:
+            self.code = code
+        self.detail = detail
+        self.params = params
+
+    def message(self, locale: str) -> str:
+        return localized(self.code, locale, **self.params)
+
+
+class ConfigurationError(HealTraceError):
+    """A setting is missing or wrong; the message names the setting to fix."""
+
+    code = "configuration_error"
+
+
+class InputError(HealTraceError):
+    """The user's or client's input was rejected; safe to show, nothing was stored."""
+
+    code = "invalid_event"
+
+
+class AuthError(HealTraceError):
+    code = "auth_invalid"
+
+
+class NotFoundError(HealTraceError):
+    code = "session_not_found"
+
+
+class BackendUnavailable(HealTraceError):
+    """A model backend could not be reached (timeouts, 429, 5xx) after its retries."""
+
+    code = "model_unavailable"
+
+
+class BackendResponseError(HealTraceError):
+    """A model backend answered with something unusable (garbage stream, bad tool call)."""
+
+    code = "model_error"
+
+
+class ToolInfraError(HealTraceError):
+    """A tool's infrastructure failed; the turn ends with an error event."""
+
+    code = "tool_failed"

@@ -1,0 +1,1 @@
+"""Medical knowledge: corpus packs, ingestion, hybrid retrieval (issue #3)."""

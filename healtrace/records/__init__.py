@@ -1,0 +1,1 @@
+"""Consent-gated FHIR patient records (issue #9)."""

@@ -1,0 +1,1 @@
+"""Speech in and out: audio decoding, ASR and TTS (issue #6)."""

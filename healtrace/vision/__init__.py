@@ -1,0 +1,1 @@
+"""Image intake and analysis (issue #7)."""
