@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite+aiosqlite:///{(self.data_dir / 'healtrace.db').resolve()}"
+        return f"sqlite:///{(self.data_dir / 'healtrace.db').resolve()}"
 
     @property
     def resolved_origins(self) -> list[str]:

@@ -47,10 +47,6 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Send a hello message with your API key first.",
         "请先发送带有 API 密钥的 hello 消息。",
     ),
-    "origin_forbidden": (
-        "This page's origin is not allowed to connect.",
-        "此网页的来源不允许连接。",
-    ),
     "session_not_found": (
         "That conversation was not found. Start a new one.",
         "未找到该会话，请新建会话。",

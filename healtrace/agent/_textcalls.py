@@ -106,11 +106,15 @@ class TextCallSplitter:
             head = self._pending.lstrip()
             if not head:
                 return ""
-            if head.startswith(("{", "[", _FENCE, _MARKER)):
+            # "[" starts a call only as a JSON list of objects: "[1] Source" is prose.
+            after_bracket = head[1:].lstrip() if head.startswith("[") else None
+            if head.startswith(("{", _FENCE, _MARKER)) or (
+                after_bracket is not None and after_bracket.startswith("{")
+            ):
                 self.mode = "capture"
                 self._captured, self._pending = self._pending, ""
                 return ""
-            if _FENCE.startswith(head) or _MARKER.startswith(head):
+            if _FENCE.startswith(head) or _MARKER.startswith(head) or after_bracket == "":
                 return ""  # could still become a call; wait for more
             self.mode = "text"
         return self._release()

@@ -17,6 +17,8 @@ from healtrace.agent.models.base import ChatMessage
 # character, a bit over one character per token in Qwen's vocabulary). Overestimating is safe.
 _BYTES_PER_TOKEN = 3.0
 _PER_MESSAGE_OVERHEAD = 6
+#: Turns a summary leaves verbatim (the current one included).
+KEEP_RECENT_TURNS = 3
 
 
 def estimate_tokens(text: str) -> int:
@@ -43,6 +45,8 @@ class ContextWindow:
     messages: tuple[ChatMessage, ...]
     #: Position of the newest message that did not fit (0: everything fitted).
     dropped_until: int
+    #: Position of the first message of the newest turns a summary should leave out.
+    keep_recent_from: int = 0
 
 
 def _as_model_messages(turn: list[MessageRecord]) -> list[ChatMessage]:
@@ -95,7 +99,11 @@ def build_context(
         messages.append(summary_msg)
     for turn in reversed(kept):
         messages.extend(_as_model_messages(turn))
-    return ContextWindow(messages=tuple(messages), dropped_until=dropped_until)
+    recent = turns[-KEEP_RECENT_TURNS:]
+    keep_from = recent[0][0].position if recent else 0
+    return ContextWindow(
+        messages=tuple(messages), dropped_until=dropped_until, keep_recent_from=keep_from
+    )
 
 
 def transcript_for_summary(history: Sequence[MessageRecord], *, until: int) -> str:

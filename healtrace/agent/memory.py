@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import secrets
 import uuid
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.orm import Session
 
 from healtrace.agent.models.base import ChatMessage, ToolCall
 from healtrace.errors import NotFoundError
@@ -88,25 +89,111 @@ def _session_info(row: ChatSession) -> SessionInfo:
     )
 
 
-def _message_record(row: Message) -> MessageRecord:
+def _message_record(row: RowMapping | Mapping[str, Any]) -> MessageRecord:
     calls = tuple(
-        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"]) for c in row.tool_calls or ()
+        ToolCall(id=c["id"], name=c["name"], arguments=c["arguments"])
+        for c in row["tool_calls"] or ()
     )
     return MessageRecord(
-        id=row.id,
-        session_id=row.session_id,
-        position=row.position,
-        turn_id=row.turn_id,
-        role=row.role,  # type: ignore[arg-type]
-        content=row.content,
-        status=row.status,  # type: ignore[arg-type]
-        created_at=row.created_at,
-        reasoning=row.reasoning,
+        id=row["id"],
+        session_id=row["session_id"],
+        position=row["position"],
+        turn_id=row["turn_id"],
+        role=row["role"],
+        content=row["content"],
+        status=row["status"],
+        created_at=row["created_at"],
+        reasoning=row["reasoning"],
         tool_calls=calls,
-        tool_call_id=row.tool_call_id,
-        tool_name=row.tool_name,
-        model=row.model,
+        tool_call_id=row["tool_call_id"],
+        tool_name=row["tool_name"],
+        model=row["model"],
     )
+
+
+@dataclass(frozen=True, slots=True)
+class NewMessage:
+    """A message to append (see :meth:`ChatStore.add_messages`)."""
+
+    turn_id: str
+    role: Literal["user", "assistant", "tool"]
+    content: str
+    status: MessageStatus = "complete"
+    tool_calls: tuple[ToolCall, ...] = ()
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+    model: str = ""
+
+
+def _append(
+    s: Session, session_id: str, items: Sequence[NewMessage], *, touch_session: bool = False
+) -> list[MessageRecord]:
+    # Core inserts, not ORM units of work: this runs on every turn's critical path.
+    last = s.scalar(select(func.max(Message.position)).where(Message.session_id == session_id))
+    now = utcnow()
+    records = [
+        MessageRecord(
+            id=new_id(),
+            session_id=session_id,
+            position=(last or 0) + offset,
+            turn_id=m.turn_id,
+            role=m.role,
+            content=m.content,
+            status=m.status,
+            created_at=now,
+            tool_calls=m.tool_calls,
+            tool_call_id=m.tool_call_id,
+            tool_name=m.tool_name,
+            model=m.model,
+        )
+        for offset, m in enumerate(items, start=1)
+    ]
+    s.execute(
+        insert(Message),
+        [
+            {
+                "id": r.id,
+                "session_id": session_id,
+                "position": r.position,
+                "turn_id": r.turn_id,
+                "role": r.role,
+                "content": r.content,
+                "reasoning": "",
+                "status": r.status,
+                "tool_calls": [
+                    {"id": c.id, "name": c.name, "arguments": c.arguments} for c in r.tool_calls
+                ]
+                or None,
+                "tool_call_id": r.tool_call_id,
+                "tool_name": r.tool_name,
+                "model": r.model,
+                "created_at": now,
+                "updated_at": now,
+            }
+            for r in records
+        ],
+    )
+    if touch_session:
+        s.execute(update(ChatSession).where(ChatSession.id == session_id).values(updated_at=now))
+    return records
+
+
+def _history(s: Session, session_id: str, after_position: int) -> list[MessageRecord]:
+    table = Message.__table__
+    rows = s.execute(
+        select(table)
+        .where(table.c.session_id == session_id, table.c.position > after_position)
+        .order_by(table.c.position)
+    ).mappings()
+    return [_message_record(r) for r in rows]
+
+
+@dataclass(frozen=True, slots=True)
+class TurnStart:
+    session: SessionInfo
+    user_message: MessageRecord
+    #: Messages after the summary, the new question last.
+    history: list[MessageRecord]
 
 
 class ChatStore:
@@ -121,61 +208,81 @@ class ChatStore:
         """A new key; returns ``(key_id, plaintext)``. Only the hash is stored."""
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = new_id()
-        async with self.db.sessionmaker.begin() as s:
-            s.add(ApiKey(id=key_id, name=name, prefix=plaintext[:10], key_hash=hash_key(plaintext)))
+        row = ApiKey(id=key_id, name=name, prefix=plaintext[:10], key_hash=hash_key(plaintext))
+        await self.db.run(lambda s: s.add(row))
         return key_id, plaintext
 
     async def verify_api_key(self, plaintext: str) -> str | None:
         """The key's id if ``plaintext`` is a live key, else None."""
         if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 200:
             return None
-        async with self.db.sessionmaker() as s:
-            row = await s.scalar(select(ApiKey).where(ApiKey.key_hash == hash_key(plaintext)))
-        if row is None or row.revoked_at is not None:
-            return None
-        return row.id
+        digest = hash_key(plaintext)
+
+        def lookup(s: Session) -> str | None:
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            return row.id if row is not None and row.revoked_at is None else None
+
+        return await self.db.run(lookup)
 
     async def ensure_named_key(self, name: str) -> str:
         """The id of a live key called ``name`` (created, never shown, if missing).
 
         In-process clients such as the terminal chat own sessions through it.
         """
-        async with self.db.sessionmaker() as s:
-            row = await s.scalar(
-                select(ApiKey).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)).limit(1)
+
+        def find(s: Session) -> str | None:
+            return s.scalar(
+                select(ApiKey.id).where(ApiKey.name == name, ApiKey.revoked_at.is_(None)).limit(1)
             )
-        if row is not None:
-            return row.id
+
+        found = await self.db.run(find)
+        if found is not None:
+            return found
         key_id, _plaintext = await self.create_api_key(name)
         return key_id
 
     async def count_api_keys(self) -> int:
-        async with self.db.sessionmaker() as s:
-            return int(await s.scalar(select(func.count()).select_from(ApiKey)) or 0)
+        return await self.db.run(
+            lambda s: int(s.scalar(select(func.count()).select_from(ApiKey)) or 0)
+        )
 
     async def revoke_api_key(self, key_id: str) -> None:
-        async with self.db.sessionmaker.begin() as s:
-            await s.execute(update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=utcnow()))
+        await self.db.run(
+            lambda s: s.execute(
+                update(ApiKey).where(ApiKey.id == key_id).values(revoked_at=utcnow())
+            )
+        )
 
     # --- sessions -------------------------------------------------------------------------
 
     async def create_session(self, api_key_id: str, *, locale: str, title: str = "") -> SessionInfo:
-        row = ChatSession(id=new_id(), api_key_id=api_key_id, locale=locale, title=title[:200])
-        async with self.db.sessionmaker.begin() as s:
+        row = ChatSession(
+            id=new_id(),
+            api_key_id=api_key_id,
+            locale=locale,
+            title=title[:200],
+            last_seq=0,
+            summary="",
+            summary_until=0,
+        )
+
+        def create(s: Session) -> SessionInfo:
             s.add(row)
-        return _session_info(row)
+            s.flush()
+            return _session_info(row)
+
+        return await self.db.run(create)
 
     async def get_session(self, session_id: str, api_key_id: str | None = None) -> SessionInfo:
         """The session, if it exists and belongs to ``api_key_id`` (when given)."""
-        async with self.db.sessionmaker() as s:
-            row = await s.get(ChatSession, session_id)
+        row = await self.db.run(lambda s: s.get(ChatSession, session_id))
         if row is None or (api_key_id is not None and row.api_key_id != api_key_id):
             raise NotFoundError(f"session {session_id} not found", code="session_not_found")
         return _session_info(row)
 
     async def list_sessions(self, api_key_id: str, *, limit: int = 50) -> list[SessionInfo]:
-        async with self.db.sessionmaker() as s:
-            rows = await s.scalars(
+        def query(s: Session) -> list[SessionInfo]:
+            rows = s.scalars(
                 select(ChatSession)
                 .where(ChatSession.api_key_id == api_key_id)
                 .order_by(ChatSession.updated_at.desc())
@@ -183,23 +290,50 @@ class ChatStore:
             )
             return [_session_info(r) for r in rows]
 
+        return await self.db.run(query)
+
     async def set_last_seq(self, session_id: str, seq: int) -> None:
-        async with self.db.sessionmaker.begin() as s:
-            await s.execute(
+        await self.db.run(
+            lambda s: s.execute(
                 update(ChatSession)
                 .where(ChatSession.id == session_id, ChatSession.last_seq < seq)
                 .values(last_seq=seq)
             )
+        )
 
     async def save_summary(self, session_id: str, summary: str, until: int) -> None:
-        async with self.db.sessionmaker.begin() as s:
-            await s.execute(
+        await self.db.run(
+            lambda s: s.execute(
                 update(ChatSession)
-                .where(ChatSession.id == session_id)
+                .where(ChatSession.id == session_id, ChatSession.summary_until < until)
                 .values(summary=summary, summary_until=until)
             )
+        )
 
     # --- messages -------------------------------------------------------------------------
+
+    async def begin_turn(self, session_id: str, *, turn_id: str, text: str) -> TurnStart:
+        """Store the user's message and read what the model needs, in one transaction."""
+
+        def begin(s: Session) -> TurnStart:
+            row = s.get(ChatSession, session_id)
+            if row is None:
+                raise NotFoundError(f"session {session_id} not found", code="session_not_found")
+            if not row.title:
+                row.title = text[:80]
+            (message,) = _append(
+                s, session_id, [NewMessage(turn_id, "user", text)], touch_session=True
+            )
+            info = _session_info(row)
+            return TurnStart(info, message, _history(s, session_id, info.summary_until))
+
+        return await self.db.run(begin)
+
+    async def add_messages(
+        self, session_id: str, items: Sequence[NewMessage]
+    ) -> list[MessageRecord]:
+        """Append messages at the session's next positions, in one transaction."""
+        return await self.db.run(lambda s: _append(s, session_id, items))
 
     async def add_message(
         self,
@@ -213,43 +347,12 @@ class ChatStore:
         tool_call_id: str | None = None,
         tool_name: str | None = None,
         model: str = "",
-        title_if_new: str | None = None,
     ) -> MessageRecord:
-        """Append a message at the session's next position and commit it."""
-        for _attempt in range(3):
-            try:
-                async with self.db.sessionmaker.begin() as s:
-                    last = await s.scalar(
-                        select(func.max(Message.position)).where(Message.session_id == session_id)
-                    )
-                    row = Message(
-                        id=new_id(),
-                        session_id=session_id,
-                        position=(last or 0) + 1,
-                        turn_id=turn_id,
-                        role=role,
-                        content=content,
-                        status=status,
-                        tool_calls=[
-                            {"id": c.id, "name": c.name, "arguments": c.arguments}
-                            for c in tool_calls
-                        ]
-                        or None,
-                        tool_call_id=tool_call_id,
-                        tool_name=tool_name,
-                        model=model,
-                    )
-                    s.add(row)
-                    values: dict[str, Any] = {"updated_at": utcnow()}
-                    if title_if_new and last is None:
-                        values["title"] = title_if_new[:80]
-                    await s.execute(
-                        update(ChatSession).where(ChatSession.id == session_id).values(**values)
-                    )
-                return _message_record(row)
-            except IntegrityError:
-                continue  # another writer took the position; take the next one
-        raise RuntimeError(f"could not append a message to session {session_id}")
+        """Append one message and commit it."""
+        item = NewMessage(
+            turn_id, role, content, status, tuple(tool_calls), tool_call_id, tool_name, model
+        )
+        return (await self.add_messages(session_id, [item]))[0]
 
     async def update_message(
         self,
@@ -259,36 +362,34 @@ class ChatStore:
         status: MessageStatus,
         reasoning: str = "",
         model: str = "",
-        last_seq: int | None = None,
     ) -> None:
-        """Rewrite a streaming answer; optionally record the session's sequence number too."""
-        async with self.db.sessionmaker.begin() as s:
-            row = await s.get(Message, message_id)
-            if row is None:
+        """Rewrite a streaming answer."""
+        values: dict[str, Any] = {
+            "content": content,
+            "status": status,
+            "reasoning": reasoning,
+            "updated_at": utcnow(),
+        }
+        if model:
+            values["model"] = model
+
+        def write(s: Session) -> None:
+            result = s.execute(update(Message).where(Message.id == message_id).values(**values))
+            if not getattr(result, "rowcount", 1):
                 raise NotFoundError(f"message {message_id} not found")
-            row.content, row.status, row.reasoning = content, status, reasoning
-            if model:
-                row.model = model
-            if last_seq is not None:
-                await s.execute(
-                    update(ChatSession)
-                    .where(ChatSession.id == row.session_id, ChatSession.last_seq < last_seq)
-                    .values(last_seq=last_seq)
-                )
+
+        await self.db.run(write)
 
     async def messages(self, session_id: str, *, after_position: int = 0) -> list[MessageRecord]:
-        async with self.db.sessionmaker() as s:
-            rows = await s.scalars(
-                select(Message)
-                .where(Message.session_id == session_id, Message.position > after_position)
-                .order_by(Message.position)
-            )
-            return [_message_record(r) for r in rows]
+        return await self.db.run(lambda s: _history(s, session_id, after_position))
 
     async def mark_interrupted(self) -> int:
         """Answers a previous process left mid-stream: mark them so clients know they ended."""
-        async with self.db.sessionmaker.begin() as s:
-            result = await s.execute(
+
+        def mark(s: Session) -> int:
+            result = s.execute(
                 update(Message).where(Message.status == "streaming").values(status="interrupted")
             )
             return int(getattr(result, "rowcount", 0) or 0)
+
+        return await self.db.run(mark)

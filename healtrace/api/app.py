@@ -1,0 +1,89 @@
+"""The FastAPI application factory."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.resources import files
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+
+from healtrace import __version__
+from healtrace.agent.models.base import ModelBackend
+from healtrace.api import rest, ws
+from healtrace.api._http import error_response, healtrace_error_handler, request_locale
+from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
+from healtrace.config import Settings
+from healtrace.errors import HealTraceError
+from healtrace.tools.core import ToolRegistry
+
+log = logging.getLogger(__name__)
+STATIC = files("healtrace.api").joinpath("static")
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    model: ModelBackend | None = None,
+    tools: ToolRegistry | None = None,
+) -> FastAPI:
+    """Build the app. ``model`` and ``tools`` replace the configured ones (tests, embedding)."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        services = await build_services(settings, model=model, tools=tools)
+        app.state.services = services
+        key = await ensure_dev_key(services)
+        if key:
+            url = f"http://{settings.host}:{settings.port}/#key={key}"
+            # Printed once, when the key is created; it is also kept in the data directory.
+            print(
+                f"\nHealTrace development API key (saved to {dev_key_path(settings)}):\n"
+                f"  {key}\nTry the chat page: {url}\n",
+                flush=True,
+            )
+        for problem in services.tools.load_errors:
+            log.error("%s", problem)
+        try:
+            yield
+        finally:
+            await services.aclose()
+
+    app = FastAPI(
+        title="HealTrace",
+        version=__version__,
+        summary="Conversational medical assistant service with verifiable evidence",
+        lifespan=lifespan,
+    )
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=settings.resolved_origins,
+        allow_methods=["GET", "POST"],
+        allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept-Language"],
+    )
+    app.add_exception_handler(HealTraceError, healtrace_error_handler)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'][1:]) or 'body'}: {e['msg']}" for e in exc.errors()
+        )
+        return error_response(
+            "invalid_event", request_locale(request), status=422, detail=detail[:300]
+        )
+
+    app.include_router(rest.router)
+    app.include_router(ws.router)
+    app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> HTMLResponse:
+        return HTMLResponse(STATIC.joinpath("index.html").read_text(encoding="utf-8"))
+
+    return app

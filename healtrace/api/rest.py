@@ -1,0 +1,224 @@
+"""REST: sessions, messages, a non-streaming turn, health and readiness."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, Field
+from sqlalchemy.exc import SQLAlchemyError
+
+from healtrace import __version__
+from healtrace.agent.events import AnswerDone, ErrorEvent, ToolCallEvent
+from healtrace.agent.memory import MessageRecord, SessionInfo
+from healtrace.agent.orchestrator import UserTurn
+from healtrace.api._http import KeyId, error_response, request_locale, services_of
+from healtrace.errors import InputError
+
+router = APIRouter()
+
+
+class SessionCreate(BaseModel):
+    locale: Literal["en", "zh-CN"] | None = None
+    title: str = Field(default="", max_length=200)
+
+
+class SessionOut(BaseModel):
+    id: str
+    title: str
+    locale: str
+    created_at: datetime
+    updated_at: datetime
+    last_seq: int
+
+    @classmethod
+    def of(cls, s: SessionInfo) -> SessionOut:
+        return cls(
+            id=s.id,
+            title=s.title,
+            locale=s.locale,
+            created_at=s.created_at,
+            updated_at=s.updated_at,
+            last_seq=s.last_seq,
+        )
+
+
+class ToolCallOut(BaseModel):
+    id: str
+    name: str
+    arguments: str
+
+
+class MessageOut(BaseModel):
+    id: str
+    position: int
+    turn_id: str
+    role: Literal["user", "assistant", "tool"]
+    content: str
+    status: str
+    created_at: datetime
+    model: str = ""
+    tool_calls: list[ToolCallOut] = []
+    tool_call_id: str | None = None
+    tool_name: str | None = None
+
+    @classmethod
+    def of(cls, m: MessageRecord) -> MessageOut:
+        return cls(
+            id=m.id,
+            position=m.position,
+            turn_id=m.turn_id,
+            role=m.role,
+            content=m.content,
+            status=m.status,
+            created_at=m.created_at,
+            model=m.model,
+            tool_calls=[
+                ToolCallOut(id=c.id, name=c.name, arguments=c.arguments) for c in m.tool_calls
+            ],
+            tool_call_id=m.tool_call_id,
+            tool_name=m.tool_name,
+        )
+
+
+class MessageIn(BaseModel):
+    text: str = Field(min_length=1)
+    locale: Literal["en", "zh-CN"] | None = None
+
+
+class TurnOut(BaseModel):
+    turn_id: str
+    message_id: str
+    text: str
+    finish_reason: str
+    model: str
+    tool_calls: list[dict[str, Any]]
+
+
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    error: ErrorBody
+
+
+ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorOut, "description": "Missing or invalid API key"},
+    404: {"model": ErrorOut, "description": "No such session for this key"},
+}
+
+
+@router.get("/healthz", tags=["health"])
+async def healthz() -> dict[str, str]:
+    """Liveness: the process is up."""
+    return {"status": "ok", "version": __version__}
+
+
+@router.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}})
+async def readyz(request: Request) -> Any:
+    """Readiness: the database answers and tools are loaded."""
+    services = services_of(request)
+    try:
+        await services.db.ping()
+    except (SQLAlchemyError, OSError):
+        return error_response("internal_error", request_locale(request), status=503)
+    return {
+        "status": "ready",
+        "model": services.model.name,
+        "tools": sorted(t.name for t in services.tools),
+        "tool_load_errors": len(services.tools.load_errors),
+    }
+
+
+@router.post("/v1/sessions", status_code=201, tags=["sessions"], responses=ERRORS)
+async def create_session(
+    request: Request, key_id: KeyId, body: SessionCreate | None = None
+) -> SessionOut:
+    """Start a conversation."""
+    services = services_of(request)
+    locale = (body.locale if body else None) or request_locale(request)
+    info = await services.store.create_session(
+        key_id, locale=locale, title=body.title if body else ""
+    )
+    return SessionOut.of(info)
+
+
+@router.get("/v1/sessions", tags=["sessions"], responses=ERRORS)
+async def list_sessions(request: Request, key_id: KeyId) -> list[SessionOut]:
+    """This key's conversations, newest first."""
+    return [SessionOut.of(s) for s in await services_of(request).store.list_sessions(key_id)]
+
+
+@router.get("/v1/sessions/{session_id}", tags=["sessions"], responses=ERRORS)
+async def get_session(request: Request, key_id: KeyId, session_id: str) -> SessionOut:
+    return SessionOut.of(await services_of(request).store.get_session(session_id, key_id))
+
+
+@router.get("/v1/sessions/{session_id}/messages", tags=["sessions"], responses=ERRORS)
+async def get_messages(
+    request: Request, key_id: KeyId, session_id: str, include_tools: bool = False
+) -> list[MessageOut]:
+    """The conversation's messages in order (tool traffic only when asked for)."""
+    store = services_of(request).store
+    await store.get_session(session_id, key_id)
+    return [
+        MessageOut.of(m)
+        for m in await store.messages(session_id)
+        if include_tools or (m.role != "tool" and not (m.role == "assistant" and m.tool_calls))
+    ]
+
+
+@router.post(
+    "/v1/sessions/{session_id}/messages",
+    tags=["sessions"],
+    responses={
+        **ERRORS,
+        409: {"model": ErrorOut, "description": "A turn is already running"},
+        413: {"model": ErrorOut},
+        502: {"model": ErrorOut},
+        503: {"model": ErrorOut},
+    },
+)
+async def post_message(request: Request, key_id: KeyId, session_id: str, body: MessageIn) -> Any:
+    """Send a message and wait for the whole answer (the WebSocket streams it instead)."""
+    services = services_of(request)
+    session = await services.store.get_session(session_id, key_id)
+    locale = body.locale or session.locale
+    limit = services.settings.max_message_chars
+    if len(body.text) > limit:
+        return error_response("message_too_long", locale, length=len(body.text), limit=limit)
+    if not body.text.strip():
+        return error_response("empty_message", locale)
+    _complete, events = await services.hub.subscribe(session_id)
+    turn = UserTurn(session_id=session_id, text=body.text, locale=locale)
+    try:
+        services.runner.start(turn)
+    except InputError as exc:
+        await events.aclose()
+        return error_response(exc.code, locale)
+    calls: list[dict[str, Any]] = []
+    try:
+        async for event in events:
+            if getattr(event, "turn_id", None) != turn.turn_id:
+                continue
+            if isinstance(event, ToolCallEvent):
+                calls.append(
+                    {"id": event.call_id, "name": event.name, "arguments": event.arguments}
+                )
+            elif isinstance(event, AnswerDone):
+                return TurnOut(
+                    turn_id=turn.turn_id,
+                    message_id=event.message_id,
+                    text=event.text,
+                    finish_reason=event.finish_reason,
+                    model=event.model,
+                    tool_calls=calls,
+                )
+            elif isinstance(event, ErrorEvent):
+                return error_response(event.code, locale)
+    finally:
+        await events.aclose()
+    return error_response("internal_error", locale, status=500)

@@ -1,0 +1,86 @@
+"""Everything a running service holds, built once from settings and closed on shutdown."""
+
+from __future__ import annotations
+
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from healtrace.agent.memory import ChatStore
+from healtrace.agent.models.base import ModelBackend
+from healtrace.agent.models.router import build_router
+from healtrace.agent.orchestrator import Orchestrator
+from healtrace.agent.sessions import EventHub, TurnRunner
+from healtrace.config import Settings
+from healtrace.storage import Database
+from healtrace.tools.core import ToolRegistry, load_tools
+
+log = logging.getLogger(__name__)
+
+DEV_KEY_FILE = "dev-api-key"
+
+
+@dataclass
+class Services:
+    settings: Settings
+    db: Database
+    store: ChatStore
+    model: ModelBackend
+    tools: ToolRegistry
+    orchestrator: Orchestrator
+    hub: EventHub
+    runner: TurnRunner
+
+    async def aclose(self) -> None:
+        await self.runner.aclose()
+        self.hub.close()
+        await self.orchestrator.aclose()
+        await self.model.aclose()
+        await self.db.dispose()
+
+
+async def build_services(
+    settings: Settings,
+    *,
+    model: ModelBackend | None = None,
+    tools: ToolRegistry | None = None,
+) -> Services:
+    """Open the database (migrating it), load tools and the model backends."""
+    db = Database(settings.resolved_database_url)
+    await db.migrate()
+    store = ChatStore(db)
+    interrupted = await store.mark_interrupted()
+    if interrupted:
+        log.warning("%d answer(s) were cut off by the previous shutdown", interrupted)
+    model = model or build_router(settings)
+    tools = tools if tools is not None else load_tools(settings)
+    orchestrator = Orchestrator(model=model, tools=tools, store=store, settings=settings)
+    hub = EventHub(store, buffer_events=settings.replay_buffer_events)
+    return Services(
+        settings=settings,
+        db=db,
+        store=store,
+        model=model,
+        tools=tools,
+        orchestrator=orchestrator,
+        hub=hub,
+        runner=TurnRunner(orchestrator, hub),
+    )
+
+
+async def ensure_dev_key(services: Services) -> str | None:
+    """On a fresh database, create a development key, store it for the user, and return it."""
+    if not services.settings.dev_key or await services.store.count_api_keys():
+        return None
+    _key_id, plaintext = await services.store.create_api_key("dev")
+    path = dev_key_path(services.settings)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(plaintext + "\n")
+    return plaintext
+
+
+def dev_key_path(settings: Settings) -> Path:
+    return settings.data_dir / DEV_KEY_FILE

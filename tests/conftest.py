@@ -1,0 +1,79 @@
+"""Shared fixtures. Tests never reach a remote model: outbound connections are refused."""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from healtrace.agent.memory import ChatStore
+from healtrace.config import ScriptedBackendConfig, Settings
+from healtrace.storage import Database
+
+_real_connect = socket.socket.connect
+_real_connect_ex = socket.socket.connect_ex
+
+
+def _check_address(sock: socket.socket, address: Any) -> None:
+    if sock.family not in (socket.AF_INET, socket.AF_INET6):
+        return
+    host = address[0]
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        ip = None
+    if ip is None or not ip.is_loopback:
+        raise RuntimeError(
+            f"a test tried to connect to {host}: tests may only reach servers on this machine"
+        )
+
+
+def _guarded_connect(self: socket.socket, address: Any) -> None:
+    _check_address(self, address)
+    _real_connect(self, address)
+
+
+def _guarded_connect_ex(self: socket.socket, address: Any) -> int:
+    _check_address(self, address)
+    return _real_connect_ex(self, address)
+
+
+@pytest.fixture(autouse=True)
+def _no_remote_network(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(socket.socket, "connect", _guarded_connect)
+    monkeypatch.setattr(socket.socket, "connect_ex", _guarded_connect_ex)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No developer .env or HEALTRACE_* variable leaks into a test."""
+    import os
+
+    for name in list(os.environ):
+        if name.startswith("HEALTRACE_"):
+            monkeypatch.delenv(name)
+    monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def settings(tmp_path: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data",
+        llm_backends=[ScriptedBackendConfig()],
+        dev_key=False,
+        hello_timeout_s=2.0,
+    )
+
+
+@pytest.fixture
+async def store(settings: Settings) -> AsyncIterator[ChatStore]:
+    db = Database(settings.resolved_database_url)
+    await db.migrate()
+    try:
+        yield ChatStore(db)
+    finally:
+        await db.dispose()
