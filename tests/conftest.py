@@ -54,7 +54,8 @@ def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     import os
 
     for name in list(os.environ):
-        if name.startswith("HEALTRACE_"):
+        # HEALTRACE_HOME stays: it says where the fetched model files are.
+        if name.startswith("HEALTRACE_") and name != "HEALTRACE_HOME":
             monkeypatch.delenv(name)
     monkeypatch.chdir(tmp_path)
 
