@@ -56,6 +56,9 @@ class LocalBackendConfig(BaseModel):
     repeat_penalty: float = 1.1
     max_tokens: int = 512
     seed: int = -1
+    #: Answer from tool results given inside the question rather than as tool messages:
+    #: small models shown their own call and its result tend to repeat the call.
+    fold_tool_results: bool = True
 
 
 class ScriptedBackendConfig(BaseModel):

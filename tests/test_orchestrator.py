@@ -273,3 +273,45 @@ async def test_demo_model_exercises_every_tool(store: ChatStore, settings: Setti
     events = await _run(_orch(store, settings, model), sid, "hi")
     assert _types(events) == ["turn_started", "tool_call", "tool_result", "token", "answer_done"]
     assert all(e.ok for e in events if isinstance(e, ToolResultEvent))
+
+
+async def test_a_repeated_call_forces_an_answer(store: ChatStore, settings: Settings) -> None:
+    sid = await _session(store)
+    args = {"weight": 70, "height": 175}
+
+    def forced(request: ModelRequest) -> Step:
+        assert request.tools == ()  # the repeat was not run again; tools are withdrawn
+        assert [m.role for m in request.messages[-2:]] == ["assistant", "tool"]
+        return text_step("Your BMI is 22.9.")
+
+    model = ScriptedModel(
+        [call_step("body_mass_index", args, "c1"), call_step("body_mass_index", args, "c2"), forced]
+    )
+    events = await _run(_orch(store, settings, model), sid, "BMI?")
+    assert _types(events) == ["turn_started", "tool_call", "tool_result", "token", "answer_done"]
+    assert events[-1].tool_calls == 1  # type: ignore[union-attr]
+    model.assert_used_up()
+
+
+async def test_a_call_written_where_an_answer_is_due_is_not_shown(
+    store: ChatStore, settings: Settings
+) -> None:
+    sid = await _session(store)
+    args = {"weight": 70, "height": 175}
+    again = Step(deltas=['{"name": "body_mass_index", ', '"arguments": {"weight": 70}}'])
+    model = ScriptedModel(
+        [call_step("body_mass_index", args, "c1"), call_step("body_mass_index", args, "c2"), again],
+        native_tools=True,
+    )
+    events = await _run(_orch(store, settings, model), sid, "BMI?")
+    assert not any(e.type == "token" for e in events)
+    assert isinstance(events[-1], ErrorEvent) and events[-1].code == "model_error"
+
+
+async def test_length_cut_is_reported(store: ChatStore, settings: Settings) -> None:
+    from healtrace.agent.models.base import Finish
+
+    sid = await _session(store)
+    model = ScriptedModel([Step(deltas=["Resting heart rate is", Finish(reason="length")])])
+    events = await _run(_orch(store, settings, model), sid, "q")
+    assert events[-1].finish_reason == "length"  # type: ignore[union-attr]

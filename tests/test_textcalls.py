@@ -103,3 +103,33 @@ def test_flatten_for_text_only_templates() -> None:
     assert json.loads(out[1].content) == {"name": "bmi", "arguments": {"weight": 70}}
     assert out[2].content == '[tool result: bmi] {"bmi": 22.9}'
     assert all(not m.tool_calls for m in out)
+
+
+def test_fold_tool_results_into_the_question() -> None:
+    from healtrace.agent._textcalls import fold_tool_results, has_pending_tool_results
+
+    call = ToolCall(id="c1", name="bmi", arguments='{"weight": 70}')
+    history = (
+        ChatMessage(role="system", content="sys"),
+        ChatMessage(role="user", content="earlier"),
+        ChatMessage(role="assistant", content="earlier answer"),
+        ChatMessage(role="user", content="我的BMI是多少？"),
+        ChatMessage(role="assistant", content="", tool_calls=(call,)),
+        ChatMessage(role="tool", content='{"bmi": 22.9}', tool_call_id="c1", name="bmi"),
+    )
+    assert has_pending_tool_results(history)
+    assert not has_pending_tool_results(history[:4])
+    folded = fold_tool_results(history)
+    assert [m.role for m in folded] == ["system", "user", "assistant", "user"]
+    last = folded[-1].content
+    assert last.startswith("我的BMI是多少？") and '- bmi: {"bmi": 22.9}' in last
+    assert "不要再调用工具" in last
+
+
+def test_commentary_after_a_call_is_dropped_with_it() -> None:
+    text = '```json\n{"name": "bmi", "arguments": {"weight": 70}}\n```\n\nThis computes BMI.'
+    assert [c.name for c in parse_text_tool_calls(text)] == ["bmi"]
+    bare = '{"name": "bmi", "arguments": {}} I will now compute it.'
+    assert [c.name for c in parse_text_tool_calls(bare)] == ["bmi"]
+    # Prose first is an answer, even if a call-like object follows.
+    assert parse_text_tool_calls('Example: {"name": "bmi", "arguments": {}}') == []

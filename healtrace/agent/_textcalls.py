@@ -39,31 +39,19 @@ def _as_call(obj: Any) -> ToolCall | None:
     return ToolCall(id=f"call_{uuid.uuid4().hex[:12]}", name=name, arguments=arguments)
 
 
-def _decode_objects(text: str) -> list[Any]:
-    """Every top-level JSON value in ``text`` (several calls may follow each other)."""
-    decoder = json.JSONDecoder()
-    values: list[Any] = []
-    index = 0
-    text = text.strip()
-    while index < len(text):
-        while index < len(text) and text[index] in " \t\r\n,;":
-            index += 1
-        if index >= len(text):
-            break
-        value, index = decoder.raw_decode(text, index)
-        values.extend(value if isinstance(value, list) else [value])
-    return values
-
-
 def parse_text_tool_calls(text: str) -> list[ToolCall]:
-    """The tool calls written in ``text``, or [] if it is not (only) tool calls."""
+    """The tool calls ``text`` opens with, or [] if it does not open with a call.
+
+    Small models often add a sentence after the call ("This function computes ...");
+    that commentary is dropped with the call rather than shown as an answer.
+    """
     stripped = text.strip()
     if not stripped:
         return []
     if _MARKER in stripped:
         bodies = [m.group(1) for m in _CALL_BLOCK.finditer(stripped)]
     elif stripped.startswith(_FENCE):
-        match = _FENCED.fullmatch(stripped)
+        match = _FENCED.match(stripped)
         if match is None:
             return []
         bodies = [match.group(1)]
@@ -71,16 +59,30 @@ def parse_text_tool_calls(text: str) -> list[ToolCall]:
         bodies = [stripped]
     calls: list[ToolCall] = []
     for body in bodies:
-        try:
-            values = _decode_objects(body)
-        except json.JSONDecodeError:
-            return []
-        for value in values:
+        for value in _leading_values(body):
             call = _as_call(value)
             if call is None:
                 return []
             calls.append(call)
     return calls
+
+
+def _leading_values(text: str) -> list[Any]:
+    """The JSON values at the start of ``text`` (several calls may follow each other)."""
+    decoder = json.JSONDecoder()
+    values: list[Any] = []
+    index = 0
+    while index < len(text):
+        while index < len(text) and text[index] in " \t\r\n,;":
+            index += 1
+        if index >= len(text) or text[index] not in "{[":
+            break
+        try:
+            value, index = decoder.raw_decode(text, index)
+        except json.JSONDecodeError:
+            return values if values else []
+        values.extend(value if isinstance(value, list) else [value])
+    return values
 
 
 @dataclass
@@ -180,3 +182,46 @@ def _loads_or_text(arguments: str) -> Any:
         return json.loads(arguments)
     except json.JSONDecodeError:
         return arguments
+
+
+_FOLD_NOTE = {
+    "en": (
+        "Results from the tools I ran for this question:",
+        "Answer the question above in plain sentences using these results. Do not call a tool.",
+    ),
+    "zh": (
+        "针对这个问题已运行的工具结果：",
+        "请根据这些结果，用通顺的句子回答上面的问题，不要再调用工具。",
+    ),
+}
+
+
+def has_pending_tool_results(messages: tuple[ChatMessage, ...]) -> bool:
+    """True if tool results arrived after the newest user message (an answering round)."""
+    for m in reversed(messages):
+        if m.role == "user":
+            return False
+        if m.role == "tool":
+            return True
+    return False
+
+
+def fold_tool_results(messages: tuple[ChatMessage, ...]) -> list[ChatMessage]:
+    """Put this turn's tool results into the question itself, retrieval-style.
+
+    Small local models shown their own tool call and its result tend to repeat the call
+    instead of answering; given the results as part of the question they answer. Earlier
+    turns are flattened to plain text.
+    """
+    last_user = max((i for i, m in enumerate(messages) if m.role == "user"), default=-1)
+    if last_user < 0:
+        return flatten_tool_messages(messages)
+    question = messages[last_user]
+    results = [m for m in messages[last_user + 1 :] if m.role == "tool"]
+    cjk = any("\u4e00" <= ch <= "\u9fff" for ch in question.content)
+    head, tail = _FOLD_NOTE["zh" if cjk else "en"]
+    lines = [question.content, "", head]
+    lines += [f"- {m.name or 'tool'}: {m.content}" for m in results]
+    lines += ["", tail]
+    folded = ChatMessage(role="user", content="\n".join(lines))
+    return [*flatten_tool_messages(messages[:last_user]), folded]

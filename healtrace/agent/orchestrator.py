@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from healtrace.agent._textcalls import TextCallSplitter
 from healtrace.agent.context import ContextWindow, build_context, transcript_for_summary
@@ -232,16 +232,25 @@ class Orchestrator:
         )
         messages = list(window.messages)
         tool_calls_made = 0
+        executed: set[tuple[str, str]] = set()
+        force_answer = False
         try:
             for round_no in range(self.settings.max_tool_rounds + 1):
-                allow_tools = round_no < self.settings.max_tool_rounds and len(self.tools) > 0
+                allow_tools = (
+                    not force_answer
+                    and round_no < self.settings.max_tool_rounds
+                    and len(self.tools) > 0
+                )
                 request = ModelRequest(
                     messages=tuple(messages),
                     tools=self.tools.specs() if allow_tools and native else (),
                 )
-                splitter = TextCallSplitter() if allow_tools else None
+                # Calls written as text are recognised even when no tools are offered, so
+                # such an attempt is never shown to the user as an answer.
+                splitter = TextCallSplitter() if len(self.tools) else None
                 calls: list[ToolCall] = []
                 round_text = ""
+                finish_reason: Literal["stop", "length"] = "stop"
                 async for delta in _race_cancel(self.model.stream(request), cancel):
                     if isinstance(delta, TextDelta):
                         shown = splitter.feed(delta.text) if splitter else delta.text
@@ -261,8 +270,8 @@ class Orchestrator:
                             )
                     elif isinstance(delta, ToolCallDelta):
                         calls.append(delta.call)
-                    elif isinstance(delta, Finish):
-                        pass
+                    elif isinstance(delta, Finish) and delta.reason == "length":
+                        finish_reason = "length"
                 if splitter is not None:
                     rest = splitter.finish()
                     calls.extend(rest.calls)
@@ -279,12 +288,26 @@ class Orchestrator:
                         turn_id=turn.turn_id,
                         message_id=message_id,
                         text=writer.text,
-                        finish_reason="stop",
+                        finish_reason=finish_reason,
                         model=self.model.model_id,
                         tool_calls=tool_calls_made,
                     )
                     self._maybe_summarise(session, turn.locale, window)
                     return
+                if not allow_tools:
+                    # A tool call where an answer was due: nothing usable to show.
+                    limit = round_no >= self.settings.max_tool_rounds
+                    code = "too_many_tool_rounds" if limit else "model_error"
+                    yield await self._fail(turn, writer, code, "error")
+                    return
+                fresh = [c for c in calls if _call_key(c) not in executed]
+                if not fresh:
+                    # It asked again for results it already has (small models loop like
+                    # this): the next round must answer.
+                    force_answer = True
+                    continue
+                calls = fresh
+                executed.update(_call_key(c) for c in calls)
                 # The model asked for tools: run them, feed the results back, and store the
                 # exchange while the model works on the next round.
                 tool_calls_made += len(calls)
@@ -338,7 +361,7 @@ class Orchestrator:
                         ),
                     ]
                 )
-            yield await self._fail(turn, writer, "too_many_tool_rounds", "cancelled")
+            yield await self._fail(turn, writer, "too_many_tool_rounds", "error")
         except TurnCancelled:
             message_id = await writer.flush("cancelled", model=self.model.model_id)
             yield AnswerDone(
@@ -452,6 +475,15 @@ def localized_summary_label(locale: str) -> str:
         if locale.lower().startswith("zh")
         else "Summary of the earlier conversation"
     )
+
+
+def _call_key(call: ToolCall) -> tuple[str, str]:
+    """Identity of a call: its name and its arguments, key order ignored."""
+    try:
+        canonical = json.dumps(json.loads(call.arguments), sort_keys=True)
+    except json.JSONDecodeError:
+        canonical = call.arguments
+    return call.name, canonical
 
 
 def _args_for_event(arguments: str) -> dict[str, Any] | str:

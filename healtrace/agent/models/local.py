@@ -36,7 +36,12 @@ import jinja2
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from healtrace.agent._textcalls import TextCallSplitter, flatten_tool_messages
+from healtrace.agent._textcalls import (
+    TextCallSplitter,
+    flatten_tool_messages,
+    fold_tool_results,
+    has_pending_tool_results,
+)
 from healtrace.agent.models.base import (
     ChatMessage,
     Finish,
@@ -400,10 +405,14 @@ class LocalBackend:
         async with self._lock:
             loaded = await self._ensure_loaded()
             native = loaded.template.supports_tools
-            tools = [t.to_openai() for t in request.tools] if native else []
+            messages: Sequence[ChatMessage] = request.messages
+            answering = has_pending_tool_results(request.messages)
+            if answering and self._config.fold_tool_results:
+                messages, native = fold_tool_results(request.messages), False
+            tools = [t.to_openai() for t in request.tools] if native and not answering else []
             try:
                 prompt = loaded.template.render(
-                    template_messages(request.messages, native_tools=native), tools=tools
+                    template_messages(messages, native_tools=native), tools=tools
                 )
             except jinja2.TemplateError as exc:
                 raise BackendResponseError(
