@@ -8,8 +8,9 @@ BIN := $(VENV)/bin
 HEALTRACE_HOME ?= $(HOME)/.cache/healtrace
 export HEALTRACE_HOME
 
-# Debian packages the project needs (build tools for llama.cpp; later parts add more).
-APT_PACKAGES := build-essential cmake git
+# Debian packages the project needs: build tools for llama.cpp, and PostgreSQL, which the
+# tests start as a real server (the service itself runs on SQLite unless told otherwise).
+APT_PACKAGES := build-essential cmake git postgresql
 
 # llama-cpp-python is built from source once with portable CPU flags (the build machine's
 # CPU advertises AMX, which the sandbox traps: native builds die with SIGILL) and the
@@ -42,8 +43,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip wheel setuptools
 
-$(LLAMA_WHEELS)/.built: | $(BIN)/python
-	@$(MAKE) --no-print-directory apt
+$(LLAMA_WHEELS)/.built: | $(BIN)/python apt
 	@echo "building llama-cpp-python $(LLAMA_VERSION) with portable CPU flags (about 6-8 min, once)"
 	rm -rf $(LLAMA_WHEELS).tmp && mkdir -p $(LLAMA_WHEELS).tmp
 	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" CMAKE_BUILD_PARALLEL_LEVEL=$$(nproc) \
@@ -51,7 +51,7 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/python
 		llama-cpp-python==$(LLAMA_VERSION)
 	rm -rf $(LLAMA_WHEELS) && mv $(LLAMA_WHEELS).tmp $(LLAMA_WHEELS) && touch $@
 
-$(STAMP): pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python
+$(STAMP): pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python apt
 	$(BIN)/pip install -q --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
 	$(BIN)/pip install -q -e '.[local,postgres,dev]'
 	@touch $@

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,6 +14,7 @@ import pytest
 from healtrace.agent.memory import ChatStore
 from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.storage import Database
+from tests._postgres import postgres_server
 
 _real_connect = socket.socket.connect
 _real_connect_ex = socket.socket.connect_ex
@@ -51,8 +53,6 @@ def _no_remote_network(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture(autouse=True)
 def _isolated_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No developer .env or HEALTRACE_* variable leaks into a test."""
-    import os
-
     for name in list(os.environ):
         # HEALTRACE_HOME stays: it says where the fetched model files are.
         if name.startswith("HEALTRACE_") and name != "HEALTRACE_HOME":
@@ -70,9 +70,28 @@ def settings(tmp_path: Path) -> Settings:
     )
 
 
+@pytest.fixture(scope="session")
+def postgres_url() -> Iterator[str | None]:
+    with postgres_server() as url:
+        yield url
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, settings: Settings) -> str:
+    """Both supported databases. PostgreSQL must be installed where CI runs (make apt)."""
+    if request.param == "sqlite":
+        return settings.resolved_database_url
+    url: str | None = request.getfixturevalue("postgres_url")
+    if url is None:
+        if os.environ.get("CI"):
+            pytest.fail("PostgreSQL is not installed; `make apt` installs it")
+        pytest.skip("PostgreSQL is not installed (make apt)")
+    return url
+
+
 @pytest.fixture
-async def store(settings: Settings) -> AsyncIterator[ChatStore]:
-    db = Database(settings.resolved_database_url)
+async def store(database_url: str) -> AsyncIterator[ChatStore]:
+    db = Database(database_url)
     await db.migrate()
     try:
         yield ChatStore(db)

@@ -261,6 +261,7 @@ async def test_history_is_sent_and_trimmed_with_a_summary(
     assert info.summary.startswith("The user asked eight") and info.summary_until > 0
     assert "question 0" in summariser.requests[0].messages[-1].content
     await _run(orch, sid, "and now?")
+    await orch.aclose()
     assert any(
         m.role == "system" and m.content.startswith("Summary of the earlier conversation")
         for m in model.requests[-1].messages
@@ -315,3 +316,32 @@ async def test_length_cut_is_reported(store: ChatStore, settings: Settings) -> N
     model = ScriptedModel([Step(deltas=["Resting heart rate is", Finish(reason="length")])])
     events = await _run(_orch(store, settings, model), sid, "q")
     assert events[-1].finish_reason == "length"  # type: ignore[union-attr]
+
+
+async def test_event_hub_numbers_replays_and_forgets_idle_sessions(store: ChatStore) -> None:
+    from healtrace.agent.events import Token
+    from healtrace.agent.sessions import RESTART_SEQ_GAP, EventHub
+
+    hub = EventHub(store, buffer_events=3, max_sessions=1)
+    a, b = await _session(store), await _session(store)
+    for i in range(5):
+        await hub.publish(Token(session_id=a, turn_id="t", text=str(i)))
+    assert await hub.last_seq(a) == 5
+    stream = await hub.subscribe(a, after_seq=3)
+    assert stream.complete
+    assert [(await anext(stream)).seq for _ in range(2)] == [4, 5]
+    await stream.aclose()
+    stream = await hub.subscribe(a, after_seq=1)  # 2 fell out of the 3-event buffer
+    assert not stream.complete
+    await stream.aclose()
+    done = AnswerDone(
+        session_id=a, turn_id="t", message_id="m", text="", finish_reason="stop", model="x"
+    )
+    await hub.publish(done)
+    # Touching another session pushes the idle one out; it comes back numbered after a gap.
+    await hub.last_seq(b)
+    assert a not in hub._logs
+    assert await hub.last_seq(a) == 6 + RESTART_SEQ_GAP - 1
+    stream = await hub.subscribe(a, after_seq=6)  # saw everything stored
+    assert stream.complete
+    await stream.aclose()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import AsyncGenerator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from healtrace.agent.events import AnswerDone, ErrorEvent, Event
@@ -40,15 +40,21 @@ class EventHub:
     In-process; a Redis-backed hub with the same methods carries events across workers.
     """
 
-    def __init__(self, store: ChatStore, *, buffer_events: int = 4096) -> None:
+    def __init__(
+        self, store: ChatStore, *, buffer_events: int = 4096, max_sessions: int = 2000
+    ) -> None:
         self.store = store
         self.buffer_events = buffer_events
-        self._logs: dict[str, _SessionLog] = {}
+        self.max_sessions = max_sessions
+        self._logs: collections.OrderedDict[str, _SessionLog] = collections.OrderedDict()
         self._lock = asyncio.Lock()
+        #: Set by the turn runner: a session with a running turn is never forgotten.
+        self._busy: Callable[[str], bool] = lambda _session_id: False
 
     async def _log(self, session_id: str) -> _SessionLog:
         existing = self._logs.get(session_id)
         if existing is not None:
+            self._logs.move_to_end(session_id)
             return existing
         async with self._lock:
             if session_id not in self._logs:
@@ -59,7 +65,23 @@ class EventHub:
                     loaded_at=info.last_seq,
                     buffer=collections.deque(maxlen=self.buffer_events),
                 )
+                self._evict(keep=session_id)
             return self._logs[session_id]
+
+    def _evict(self, keep: str) -> None:
+        """Forget the least recently used idle sessions beyond ``max_sessions``.
+
+        A client resuming a forgotten session is told to reload (``resume_gap``), exactly
+        as after a restart; numbering continues from the stored last number.
+        """
+        excess = len(self._logs) - self.max_sessions
+        for session_id in list(self._logs):
+            if excess <= 0:
+                break
+            log_ = self._logs[session_id]
+            if session_id != keep and not log_.subscribers and not self._busy(session_id):
+                del self._logs[session_id]
+                excess -= 1
 
     async def publish(self, event: Event) -> Event:
         log_ = await self._log(event.session_id)
@@ -75,13 +97,11 @@ class EventHub:
     async def last_seq(self, session_id: str) -> int:
         return (await self._log(session_id)).next_seq - 1
 
-    async def subscribe(
-        self, session_id: str, *, after_seq: int | None = None
-    ) -> tuple[bool, AsyncGenerator[Event, None]]:
+    async def subscribe(self, session_id: str, *, after_seq: int | None = None) -> Subscription:
         """Events after ``after_seq`` (replayed from the buffer), then live ones.
 
-        Returns ``(complete, stream)``; ``complete`` is False when some requested events are
-        no longer buffered (the client should reload the conversation over REST).
+        ``subscription.complete`` is False when some requested events are no longer
+        buffered (the client should reload the conversation over REST).
         """
         log_ = await self._log(session_id)
         queue: asyncio.Queue[Event | None] = asyncio.Queue()
@@ -94,24 +114,35 @@ class EventHub:
                 if event.seq > after_seq:
                     queue.put_nowait(event)
         log_.subscribers.add(queue)
-        return complete, self._drain(log_, queue)
-
-    async def _drain(
-        self, log_: _SessionLog, queue: asyncio.Queue[Event | None]
-    ) -> AsyncGenerator[Event, None]:
-        try:
-            while True:
-                item = await queue.get()
-                if item is None:
-                    return
-                yield item
-        finally:
-            log_.subscribers.discard(queue)
+        return Subscription(log_, queue, complete)
 
     def close(self) -> None:
         for log_ in self._logs.values():
             for queue in log_.subscribers:
                 queue.put_nowait(None)
+
+
+class Subscription:
+    """A client's view of one session's events; ``aclose()`` unsubscribes."""
+
+    def __init__(
+        self, log_: _SessionLog, queue: asyncio.Queue[Event | None], complete: bool
+    ) -> None:
+        self._log = log_
+        self._queue = queue
+        self.complete = complete
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> Event:
+        item = await self._queue.get()
+        if item is None:
+            raise StopAsyncIteration
+        return item
+
+    async def aclose(self) -> None:
+        self._log.subscribers.discard(self._queue)
 
 
 @dataclass
@@ -128,6 +159,7 @@ class TurnRunner:
         self.orchestrator = orchestrator
         self.hub = hub
         self._running: dict[str, _RunningTurn] = {}
+        hub._busy = self.is_running
         self._tasks: set[asyncio.Task[None]] = set()
 
     def is_running(self, session_id: str) -> bool:

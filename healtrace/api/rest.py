@@ -192,7 +192,7 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
         return error_response("message_too_long", locale, length=len(body.text), limit=limit)
     if not body.text.strip():
         return error_response("empty_message", locale)
-    _complete, events = await services.hub.subscribe(session_id)
+    events = await services.hub.subscribe(session_id)
     turn = UserTurn(session_id=session_id, text=body.text, locale=locale)
     try:
         services.runner.start(turn)

@@ -11,14 +11,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import AsyncGenerator
 from typing import Any
 
 from fastapi import APIRouter, WebSocket, WebSocketDisconnect
 from pydantic import BaseModel, ValidationError
 
-from healtrace.agent.events import ErrorEvent, Event
+from healtrace.agent.events import ErrorEvent
 from healtrace.agent.orchestrator import UserTurn
+from healtrace.agent.sessions import Subscription
 from healtrace.api._http import bearer_token, origin_allowed, pick_locale
 from healtrace.api.protocol import (
     CLIENT_FRAME,
@@ -135,9 +135,8 @@ class _Connection:
         else:
             session = await store.create_session(self.key_id, locale=self.locale)
         self.session_id = session.id
-        complete, stream = await self.services.hub.subscribe(
-            session.id, after_seq=frame.resume_from_seq
-        )
+        stream = await self.services.hub.subscribe(session.id, after_seq=frame.resume_from_seq)
+        complete = stream.complete
         await self.send(
             HelloOk(
                 session_id=session.id,
@@ -151,12 +150,12 @@ class _Connection:
         self._follow(stream)
         return True
 
-    def _follow(self, stream: AsyncGenerator[Event, None]) -> None:
+    def _follow(self, stream: Subscription) -> None:
         if self.forwarder is not None:
             self.forwarder.cancel()
         self.forwarder = asyncio.get_running_loop().create_task(self._forward(stream))
 
-    async def _forward(self, stream: AsyncGenerator[Event, None]) -> None:
+    async def _forward(self, stream: Subscription) -> None:
         try:
             async for event in stream:
                 if event.type == "reasoning" and not self.settings.stream_reasoning:
@@ -179,10 +178,10 @@ class _Connection:
                 if not self.services.runner.cancel(self.session_id):
                     await self.send(_error("no_turn_running", self.locale))
             elif isinstance(frame, Resume):
-                complete, stream = await self.services.hub.subscribe(
+                stream = await self.services.hub.subscribe(
                     self.session_id, after_seq=frame.after_seq
                 )
-                if not complete:
+                if not stream.complete:
                     await self.send(_error("resume_gap", self.locale))
                 self._follow(stream)
             elif isinstance(frame, Ping):

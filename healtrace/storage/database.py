@@ -115,5 +115,10 @@ class Database:
         await self.run(check)
 
     async def dispose(self) -> None:
-        await asyncio.get_running_loop().run_in_executor(self._executor, self.engine.dispose)
-        self._executor.shutdown(wait=True)
+        """Let running transactions finish (they may outlive a cancelled caller), then close."""
+
+        def close() -> None:
+            self._executor.shutdown(wait=True)
+            self.engine.dispose()
+
+        await asyncio.to_thread(close)
