@@ -53,7 +53,10 @@ async def build_services(
     interrupted = await store.mark_interrupted()
     if interrupted:
         log.warning("%d answer(s) were cut off by the previous shutdown", interrupted)
-    model = model or build_router(settings)
+    if model is None:
+        router = build_router(settings)
+        await router.load()
+        model = router
     tools = tools if tools is not None else load_tools(settings)
     orchestrator = Orchestrator(model=model, tools=tools, store=store, settings=settings)
     hub = EventHub(store, buffer_events=settings.replay_buffer_events)

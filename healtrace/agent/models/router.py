@@ -65,6 +65,14 @@ class FallbackBackend:
         assert last_error is not None
         raise last_error
 
+    async def load(self) -> None:
+        """Load in-process models now, so the first answer does not wait and a missing model
+        file stops start-up with a clear message instead of failing the first turn."""
+        for backend in self._backends:
+            load = getattr(backend, "load", None)
+            if load is not None:
+                await load()
+
     async def aclose(self) -> None:
         for backend in self._backends:
             await backend.aclose()
