@@ -141,6 +141,7 @@ async def run_workload(tool_calls: int, turns: int, floor_ms: float, home: Path)
                             first = time.perf_counter()
                         if frame["type"] in ("answer_done", "error"):
                             assert frame["type"] == "answer_done", frame
+                            assert frame["tool_calls"] == tool_calls, frame
                             break
                     done = time.perf_counter()
                     if i >= 3:  # the first turns warm up imports and caches

@@ -44,8 +44,11 @@ def split_tokens(text: str) -> list[str]:
     return pieces
 
 
-def example_arguments(spec: ToolSpec) -> dict[str, Any]:
-    """Valid-looking arguments from a tool's JSON schema (examples, defaults, enum, type)."""
+def example_arguments(spec: ToolSpec, variant: int = 0) -> dict[str, Any]:
+    """Valid-looking arguments from a tool's JSON schema (examples, defaults, enum, type).
+
+    ``variant`` shifts the first numeric argument, so repeated calls are distinct calls.
+    """
     props: dict[str, Any] = spec.parameters.get("properties", {})
     required = set(spec.parameters.get("required", []))
     out: dict[str, Any] = {}
@@ -62,6 +65,11 @@ def example_arguments(spec: ToolSpec) -> dict[str, Any]:
             out[name] = {"integer": 1, "number": 1.0, "boolean": False, "string": "example"}.get(
                 schema.get("type", "string"), "example"
             )
+    if variant:
+        for name, value in out.items():
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                out[name] = value + variant
+                break
     return out
 
 
@@ -119,7 +127,7 @@ class DemoModel:
             call = ToolCall(
                 id=f"call_{rounds_done + 1}",
                 name=spec.name,
-                arguments=json.dumps(example_arguments(spec)),
+                arguments=json.dumps(example_arguments(spec, variant=rounds_done)),
             )
             yield ToolCallDelta(call)
             yield Finish(reason="tool_calls", model=self.model_id)
