@@ -25,6 +25,7 @@ from typing import Any
 import pytest
 
 from healtrace.agent.models import catalog
+from healtrace.agent.models._chat_template import ChatTemplate, template_messages
 from healtrace.agent.models.base import (
     ChatMessage,
     Finish,
@@ -45,7 +46,7 @@ from healtrace.agent.models.catalog import (
     pip_download,
     resolve_model_path,
 )
-from healtrace.agent.models.local import ChatTemplate, LocalBackend, template_messages
+from healtrace.agent.models.local import LocalBackend
 from healtrace.config import LocalBackendConfig, Settings
 from healtrace.errors import BackendUnavailable, ConfigurationError
 
