@@ -71,6 +71,7 @@ class ScriptedBackendConfig(BaseModel):
     token_interval_ms: float = 0.0
     #: How many tool-call rounds the demo model makes before answering (-1: one per tool).
     tool_rounds: int = -1
+    answer: str = "This is the HealTrace demo model answering offline."
 
 
 BackendConfig = Annotated[

@@ -23,7 +23,7 @@ import websockets
 from healtrace.agent.models.catalog import CATALOG
 from healtrace.config import Settings
 
-pytestmark = [pytest.mark.e2e, pytest.mark.local_model]
+pytestmark = [pytest.mark.e2e]
 
 QUESTION = "What is a normal resting heart rate?"
 
@@ -39,14 +39,22 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+LOCAL = [{"kind": "local", "max_tokens": 64}]  # the default model, short answers
+
+
 class Service:
-    def __init__(self, data_dir: Path, port: int) -> None:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("HEALTRACE_")}
+    def __init__(
+        self, data_dir: Path, port: int, backends: list[dict[str, object]] = LOCAL
+    ) -> None:
+        env = {
+            k: v
+            for k, v in os.environ.items()
+            if not k.startswith("HEALTRACE_") or k == "HEALTRACE_HOME"
+        }
         env.update(
             HEALTRACE_DATA_DIR=str(data_dir),
             HEALTRACE_PORT=str(port),
-            # The default local model; answers kept short so the test stays quick.
-            HEALTRACE_LLM_BACKENDS=json.dumps([{"kind": "local", "max_tokens": 64}]),
+            HEALTRACE_LLM_BACKENDS=json.dumps(backends),
         )
         self.port = port
         self.data_dir = data_dir
@@ -107,6 +115,7 @@ async def _ask(port: int, key: str, text: str, session: str | None = None) -> li
                 return frames
 
 
+@pytest.mark.local_model
 @pytest.mark.skipif(not _model_present(), reason="run `make models` first")
 async def test_serve_answers_with_the_local_model_and_survives_a_restart(data_dir: Path) -> None:
     port = _free_port()
@@ -148,3 +157,45 @@ async def test_serve_answers_with_the_local_model_and_survives_a_restart(data_di
     assert [m["role"] for m in messages] == ["user", "assistant", "user", "assistant"]
     assert messages[0]["content"] == QUESTION
     assert messages[1]["content"] == done["text"]
+
+
+async def test_a_killed_server_loses_nothing_accepted(data_dir: Path) -> None:
+    port = _free_port()
+    words = " ".join(f"word{i}" for i in range(200))
+    slow = [{"kind": "scripted", "token_interval_ms": 50, "tool_rounds": 0, "answer": words}]
+    service = Service(data_dir, port, slow)
+    try:
+        await asyncio.to_thread(service.wait_ready)
+        key = (data_dir / "dev-api-key").read_text().strip()
+        async with websockets.connect(f"ws://127.0.0.1:{port}/v1/ws/chat") as ws:
+            await ws.send(json.dumps({"type": "hello", "api_key": key}))
+            session = json.loads(await ws.recv())["session_id"]
+            await ws.send(json.dumps({"type": "user_message", "text": "please explain"}))
+            seen = []
+            while len(seen) < 25:  # about 1.2 s of streaming: at least two flushes
+                frame = json.loads(await asyncio.wait_for(ws.recv(), 10))
+                if frame["type"] == "token":
+                    seen.append(frame["text"])
+            service.proc.kill()  # SIGKILL: no shutdown handlers run
+            service.proc.communicate(timeout=10)
+    finally:
+        if service.proc.poll() is None:
+            service.stop()
+    service = Service(data_dir, port, slow)
+    try:
+        await asyncio.to_thread(service.wait_ready)
+        async with httpx.AsyncClient() as http:
+            messages = (
+                await http.get(
+                    f"http://127.0.0.1:{port}/v1/sessions/{session}/messages",
+                    headers={"Authorization": f"Bearer {key}"},
+                )
+            ).json()
+    finally:
+        service.stop()
+    assert [m["role"] for m in messages] == ["user", "assistant"]
+    assert messages[0]["content"] == "please explain"
+    partial = messages[1]
+    assert partial["status"] == "interrupted"
+    # Written at most 0.5 s before the kill: a prefix of what the client saw, not empty.
+    assert partial["content"] and "".join(seen).startswith(partial["content"])

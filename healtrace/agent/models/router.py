@@ -96,6 +96,7 @@ def build_backend(config: BackendConfig, settings: Settings) -> ModelBackend:
             token_interval_ms=config.token_interval_ms,
             tool_rounds=config.tool_rounds,
             name=config.name,
+            answer=config.answer,
         )
     raise ConfigurationError(f"unknown backend kind in HEALTRACE_LLM_BACKENDS: {config!r}")
 
