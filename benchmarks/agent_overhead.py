@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import websockets
+from _report import pct, write_block
 
 from healtrace.agent.models.base import ModelRequest, TextDelta, ToolCallDelta
 from healtrace.agent.models.testing import DemoModel
@@ -37,20 +38,12 @@ from healtrace.tools.builtin import body_mass_index
 
 FIRST_TOKEN_MS = 40.0
 TOKEN_INTERVAL_MS = 2.0
-MARK_BEGIN = "<!-- agent_overhead:begin -->"
-MARK_END = "<!-- agent_overhead:end -->"
 
 
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def pct(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    index = min(len(ordered) - 1, max(0, round(q / 100 * (len(ordered) - 1))))
-    return ordered[index]
 
 
 async def backend_ttft(samples: int) -> list[float]:
@@ -173,18 +166,6 @@ def table(results: list[Result], floor: list[float], turns: int) -> str:
     return "\n".join(lines)
 
 
-def write(path: Path, body: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{MARK_BEGIN}\n{body}\n{MARK_END}"
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        tail = rest.split(MARK_END, 1)[1]
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--turns", type=int, default=60)
@@ -206,7 +187,7 @@ async def main() -> None:
     body = table(results, floor, args.turns)
     print(body)
     if args.write:
-        write(args.write, body)
+        write_block(args.write, "agent_overhead", body)
 
 
 if __name__ == "__main__":

@@ -14,14 +14,14 @@ import statistics
 import time
 from pathlib import Path
 
+from _report import write_block
+
 from healtrace.agent.models.base import ChatMessage, Finish, ModelRequest, TextDelta
 from healtrace.agent.models.catalog import CATALOG
 from healtrace.agent.models.local import LocalBackend
 from healtrace.config import LocalBackendConfig, Settings
 from healtrace.prompts import load_prompt
 
-MARK_BEGIN = "<!-- local_model:begin -->"
-MARK_END = "<!-- local_model:end -->"
 QUESTION = "What is a normal resting heart rate for adults?"
 MAX_TOKENS = 96
 
@@ -64,17 +64,6 @@ async def measure(name: str, threads: int, runs: int) -> dict[str, float]:
     }
 
 
-def write(path: Path, body: str) -> None:
-    text = path.read_text(encoding="utf-8") if path.exists() else ""
-    block = f"{MARK_BEGIN}\n{body}\n{MARK_END}"
-    if MARK_BEGIN in text and MARK_END in text:
-        head, rest = text.split(MARK_BEGIN, 1)
-        text = head + block + rest.split(MARK_END, 1)[1]
-    else:
-        text = text.rstrip() + "\n\n" + block + "\n"
-    path.write_text(text, encoding="utf-8")
-
-
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runs", type=int, default=3)
@@ -102,7 +91,7 @@ async def main() -> None:
     body = "\n".join(lines)
     print(body)
     if args.write:
-        write(args.write, body)
+        write_block(args.write, "local_model", body)
 
 
 if __name__ == "__main__":

@@ -161,7 +161,7 @@ def flatten_tool_messages(messages: tuple[ChatMessage, ...]) -> list[ChatMessage
         if m.role == "assistant" and m.tool_calls:
             written = "\n".join(
                 json.dumps(
-                    {"name": c.name, "arguments": _loads_or_text(c.arguments)}, ensure_ascii=False
+                    {"name": c.name, "arguments": loads_or_text(c.arguments)}, ensure_ascii=False
                 )
                 for c in m.tool_calls
             )
@@ -177,7 +177,8 @@ def flatten_tool_messages(messages: tuple[ChatMessage, ...]) -> list[ChatMessage
     return out
 
 
-def _loads_or_text(arguments: str) -> Any:
+def loads_or_text(arguments: str) -> Any:
+    """Parsed JSON arguments, or the raw text when they are not JSON."""
     try:
         return json.loads(arguments)
     except json.JSONDecodeError:

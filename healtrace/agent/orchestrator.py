@@ -17,7 +17,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from healtrace.agent._textcalls import TextCallSplitter
+from healtrace.agent._textcalls import TextCallSplitter, loads_or_text
 from healtrace.agent.context import ContextWindow, build_context, transcript_for_summary
 from healtrace.agent.events import (
     AnswerDone,
@@ -487,10 +487,7 @@ def _call_key(call: ToolCall) -> tuple[str, str]:
 
 
 def _args_for_event(arguments: str) -> dict[str, Any] | str:
-    try:
-        value = json.loads(arguments)
-    except json.JSONDecodeError:
-        return arguments
+    value = loads_or_text(arguments)
     return value if isinstance(value, dict) else arguments
 
 

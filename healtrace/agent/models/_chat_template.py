@@ -15,7 +15,7 @@ import jinja2
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from healtrace.agent._textcalls import flatten_tool_messages
+from healtrace.agent._textcalls import flatten_tool_messages, loads_or_text
 from healtrace.agent.models.base import ChatMessage, ToolSpec
 
 # Used only when a GGUF carries no chat template; most instruction-tuned models speak ChatML.
@@ -145,16 +145,9 @@ def template_messages(
                 {
                     "id": c.id,
                     "type": "function",
-                    "function": {"name": c.name, "arguments": _loads_or_text(c.arguments)},
+                    "function": {"name": c.name, "arguments": loads_or_text(c.arguments)},
                 }
                 for c in m.tool_calls
             ]
         out.append(msg)
     return out
-
-
-def _loads_or_text(arguments: str) -> Any:
-    try:
-        return json.loads(arguments)
-    except json.JSONDecodeError:
-        return arguments
