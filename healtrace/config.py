@@ -110,6 +110,8 @@ class Settings(BaseSettings):
     llm_backends: list[BackendConfig] = Field(default_factory=lambda: _default_backends())
     default_locale: Locale = "en"
 
+    #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
+    retrieval_k: int = 3
     max_tool_rounds: int = 4
     tool_timeout_s: float = 20.0
     #: Tokens of history (estimated) sent to the model; older turns are summarised away.

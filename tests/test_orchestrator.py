@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from dataclasses import dataclass
 
 import pytest
 
@@ -345,3 +346,101 @@ async def test_event_hub_numbers_replays_and_forgets_idle_sessions(store: ChatSt
     stream = await hub.subscribe(a, after_seq=6)  # saw everything stored
     assert stream.complete
     await stream.aclose()
+
+
+@dataclass(frozen=True)
+class _Hit:
+    chunk_id: str
+    doc_id: str
+    title: str
+    section: str
+    text: str
+    language: str = "en"
+    source_url: str = "https://www.nhs.uk/conditions/chest-pain/"
+    source_title: str = "NHS: Chest pain"
+
+
+class _FakeKnowledge:
+    """A scripted knowledge base behind the same interface as the real one."""
+
+    def __init__(self, hits: dict[str, list[_Hit]]) -> None:
+        self.hits = hits
+        self.queries: list[str] = []
+
+    async def asearch(
+        self, query: str, *, k: int = 5, filters: dict[str, object] | None = None
+    ) -> list[_Hit]:
+        self.queries.append(query)
+        for key, hits in self.hits.items():
+            if key in query:
+                return hits[:k]
+        return []
+
+
+PAIN = _Hit(
+    "chest-pain.en#1", "chest-pain", "Chest pain", "Call 999 if", "Pain spreading to the arm."
+)
+HEART = _Hit("heart-attack.en#0", "heart-attack", "Heart attack", "Symptoms", "Crushing pain.")
+AF = _Hit("af.en#0", "atrial-fibrillation", "Atrial fibrillation", "Overview", "Irregular beat.")
+
+
+async def test_answers_cite_retrieved_sources(store: ChatStore, settings: Settings) -> None:
+    from healtrace.agent.events import Citation
+    from healtrace.tools.builtin import search_knowledge
+
+    sid = await _session(store)
+    kb = _FakeKnowledge({"chest": [PAIN, HEART], "irregular": [AF, PAIN]})
+
+    def first(request: ModelRequest) -> Step:
+        question = request.messages[-1].content
+        assert question.startswith("Is my chest pain serious?")
+        assert "[1] Chest pain — Call 999 if\nPain spreading to the arm." in question
+        assert "[2] Heart attack — Symptoms" in question
+        return call_step("search_knowledge", {"query": "irregular heartbeat"})
+
+    def answer(request: ModelRequest) -> Step:
+        # The tool continues the turn's numbering; a chunk seen before keeps its number.
+        assert request.messages[-1].content.startswith("[3] Atrial fibrillation")
+        assert "[1] Chest pain" in request.messages[-1].content
+        return text_step("Pain spreading to the arm is a warning sign [1]. It may be AF [3].")
+
+    model = ScriptedModel([first, answer])
+    orch = Orchestrator(
+        model=model,
+        tools=ToolRegistry([search_knowledge]),
+        store=store,
+        settings=settings,
+        knowledge=kb,
+    )
+    events = await _run(orch, sid, "Is my chest pain serious?")
+    assert _types(events)[-3:] == ["citation", "citation", "answer_done"]
+    citations = [e for e in events if isinstance(e, Citation)]
+    assert [(c.marker, c.doc_id) for c in citations] == [
+        (1, "chest-pain"),
+        (3, "atrial-fibrillation"),
+    ]
+    assert citations[0].source_url.startswith("https://") and citations[0].snippet
+    stored = (await store.messages(sid))[-1]
+    assert [c["marker"] for c in stored.citations] == [1, 3]
+    # The question is stored as the user wrote it, without the excerpts.
+    assert (await store.messages(sid))[0].content == "Is my chest pain serious?"
+    model.assert_used_up()
+
+
+async def test_no_knowledge_hits_means_no_excerpts(store: ChatStore, settings: Settings) -> None:
+    sid = await _session(store)
+    kb = _FakeKnowledge({})
+
+    def answer(request: ModelRequest) -> Step:
+        assert request.messages[-1].content == "hello"
+        return text_step("Hello! [1]")  # a stray marker cites nothing
+
+    orch = Orchestrator(
+        model=ScriptedModel([answer]),
+        tools=ToolRegistry([body_mass_index]),
+        store=store,
+        settings=settings,
+        knowledge=kb,
+    )
+    events = await _run(orch, sid, "hello")
+    assert "citation" not in _types(events) and kb.queries == ["hello"]

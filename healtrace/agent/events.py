@@ -62,6 +62,21 @@ class ToolResultEvent(_Event):
     content: str
 
 
+class Citation(_Event):
+    """A source the answer cites; ``marker`` n matches "[n]" in the answer text."""
+
+    type: Literal["citation"] = "citation"
+    turn_id: str
+    marker: int
+    chunk_id: str
+    doc_id: str
+    title: str
+    section: str
+    source_url: str
+    source_title: str
+    snippet: str
+
+
 class AnswerDone(_Event):
     type: Literal["answer_done"] = "answer_done"
     turn_id: str
@@ -81,7 +96,14 @@ class ErrorEvent(_Event):
 
 
 Event = Annotated[
-    TurnStarted | Token | Reasoning | ToolCallEvent | ToolResultEvent | AnswerDone | ErrorEvent,
+    TurnStarted
+    | Token
+    | Reasoning
+    | ToolCallEvent
+    | ToolResultEvent
+    | Citation
+    | AnswerDone
+    | ErrorEvent,
     Field(discriminator="type"),
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)

@@ -64,6 +64,7 @@ class MessageRecord:
     tool_call_id: str | None = None
     tool_name: str | None = None
     model: str = ""
+    citations: tuple[dict[str, Any], ...] = ()
 
     def to_chat(self) -> ChatMessage:
         return ChatMessage(
@@ -108,6 +109,7 @@ def _message_record(row: RowMapping | Mapping[str, Any]) -> MessageRecord:
         tool_call_id=row["tool_call_id"],
         tool_name=row["tool_name"],
         model=row["model"],
+        citations=tuple(row["citations"] or ()),
     )
 
 
@@ -123,6 +125,7 @@ class NewMessage:
     tool_call_id: str | None = None
     tool_name: str | None = None
     model: str = ""
+    citations: tuple[dict[str, Any], ...] = ()
 
 
 def _append(
@@ -145,6 +148,7 @@ def _append(
             tool_call_id=m.tool_call_id,
             tool_name=m.tool_name,
             model=m.model,
+            citations=m.citations,
         )
         for offset, m in enumerate(items, start=1)
     ]
@@ -167,6 +171,7 @@ def _append(
                 "tool_call_id": r.tool_call_id,
                 "tool_name": r.tool_name,
                 "model": r.model,
+                "citations": list(r.citations) or None,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -347,10 +352,19 @@ class ChatStore:
         tool_call_id: str | None = None,
         tool_name: str | None = None,
         model: str = "",
+        citations: Sequence[dict[str, Any]] = (),
     ) -> MessageRecord:
         """Append one message and commit it."""
         item = NewMessage(
-            turn_id, role, content, status, tuple(tool_calls), tool_call_id, tool_name, model
+            turn_id,
+            role,
+            content,
+            status,
+            tuple(tool_calls),
+            tool_call_id,
+            tool_name,
+            model,
+            tuple(citations),
         )
         return (await self.add_messages(session_id, [item]))[0]
 
@@ -362,6 +376,7 @@ class ChatStore:
         status: MessageStatus,
         reasoning: str = "",
         model: str = "",
+        citations: Sequence[dict[str, Any]] = (),
     ) -> None:
         """Rewrite a streaming answer."""
         values: dict[str, Any] = {
@@ -369,6 +384,7 @@ class ChatStore:
             "status": status,
             "reasoning": reasoning,
             "updated_at": utcnow(),
+            "citations": list(citations) or None,
         }
         if model:
             values["model"] = model

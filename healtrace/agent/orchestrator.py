@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from healtrace.agent._textcalls import TextCallSplitter, loads_or_text
+from healtrace.agent.citations import KnowledgeSearch, render_excerpts
 from healtrace.agent.context import ContextWindow, build_context, transcript_for_summary
 from healtrace.agent.events import (
     AnswerDone,
@@ -28,6 +29,9 @@ from healtrace.agent.events import (
     ToolCallEvent,
     ToolResultEvent,
     TurnStarted,
+)
+from healtrace.agent.events import (
+    Citation as CitationEvent,
 )
 from healtrace.agent.memory import ChatStore, MessageRecord, NewMessage, SessionInfo, new_id
 from healtrace.agent.models.base import (
@@ -84,6 +88,7 @@ class _AnswerWriter:
         self._flushed_at = time.monotonic()
         self._dirty = False
         self._pending: asyncio.Task[Any] | None = None
+        self.citations: list[dict[str, Any]] = []
 
     def add(self, text: str) -> None:
         self.text += text
@@ -120,6 +125,7 @@ class _AnswerWriter:
                 content=self.text,
                 status=status,  # type: ignore[arg-type]
                 model=model,
+                citations=self.citations,
             )
             self.message_id = record.id
             if not self.reasoning:
@@ -130,6 +136,7 @@ class _AnswerWriter:
             status=status,  # type: ignore[arg-type]
             reasoning=self.reasoning,
             model=model,
+            citations=self.citations,
         )
         return self.message_id
 
@@ -176,11 +183,13 @@ class Orchestrator:
         store: ChatStore,
         settings: Settings,
         summary_model: ModelBackend | None = None,
+        knowledge: KnowledgeSearch | None = None,
     ) -> None:
         self.model = model
         self.tools = tools
         self.store = store
         self.settings = settings
+        self.knowledge = knowledge
         self.summary_model = summary_model or model
         self._summary_tasks: set[asyncio.Task[None]] = set()
         self._summarising: set[str] = set()
@@ -220,6 +229,7 @@ class Orchestrator:
             settings=self.settings,
             patient_id=turn.patient_id,
             tenant_id=turn.tenant_id,
+            knowledge=self.knowledge,
         )
         native = self.model.native_tools
         window = build_context(
@@ -231,6 +241,12 @@ class Orchestrator:
             summary_label=localized_summary_label(turn.locale),
         )
         messages = list(window.messages)
+        excerpts = await self._retrieve(turn, ctx)
+        if excerpts:
+            # Excerpts ride with the question, where small models use them best; the stored
+            # message stays what the user wrote.
+            question = messages[-1]
+            messages[-1] = ChatMessage(role="user", content=f"{question.content}\n\n{excerpts}")
         tool_calls_made = 0
         executed: set[tuple[str, str]] = set()
         force_answer = False
@@ -282,6 +298,21 @@ class Orchestrator:
                             session_id=turn.session_id, turn_id=turn.turn_id, text=rest.text
                         )
                 if not calls:
+                    cited = ctx.citations.cited_in(writer.text)
+                    writer.citations = [c.stored() for c in cited]
+                    for source in cited:
+                        yield CitationEvent(
+                            session_id=turn.session_id,
+                            turn_id=turn.turn_id,
+                            marker=source.marker,
+                            chunk_id=source.chunk_id,
+                            doc_id=source.doc_id,
+                            title=source.title,
+                            section=source.section,
+                            source_url=source.source_url,
+                            source_title=source.source_title,
+                            snippet=source.snippet,
+                        )
                     message_id = await writer.flush("complete", model=self.model.model_id)
                     yield AnswerDone(
                         session_id=turn.session_id,
@@ -376,6 +407,23 @@ class Orchestrator:
         except HealTraceError as exc:
             log.warning("turn %s failed: %s (%s)", turn.turn_id, exc.code, type(exc).__name__)
             yield await self._fail(turn, writer, exc.code, "error", **exc.params)
+
+    async def _retrieve(self, turn: UserTurn, ctx: ToolContext) -> str:
+        """Excerpts for the question, numbered in the turn's ledger ("" without a knowledge
+        base). A failing knowledge base does not fail the turn; the model is told nothing."""
+        if self.knowledge is None or self.settings.retrieval_k <= 0:
+            return ""
+        try:
+            hits = await self.knowledge.asearch(turn.text, k=self.settings.retrieval_k)
+        except HealTraceError as exc:
+            log.warning("retrieval failed for turn %s: %s", turn.turn_id, exc.code)
+            return ""
+        if not hits:
+            return ""
+        sources = ctx.citations.add(hits)
+        return load_prompt("knowledge_context", turn.locale).replace(
+            "{excerpts}", render_excerpts(sources)
+        )
 
     async def _fail(
         self, turn: UserTurn, writer: _AnswerWriter, code: str, status: str, **params: Any

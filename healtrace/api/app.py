@@ -14,6 +14,7 @@ from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 
 from healtrace import __version__
+from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.models.base import ModelBackend
 from healtrace.api import rest, ws
 from healtrace.api._http import error_response, healtrace_error_handler, request_locale
@@ -31,13 +32,14 @@ def create_app(
     *,
     model: ModelBackend | None = None,
     tools: ToolRegistry | None = None,
+    knowledge: KnowledgeSearch | None = None,
 ) -> FastAPI:
     """Build the app. ``model`` and ``tools`` replace the configured ones (tests, embedding)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings, model=model, tools=tools)
+        services = await build_services(settings, model=model, tools=tools, knowledge=knowledge)
         app.state.services = services
         key = await ensure_dev_key(services)
         if key:

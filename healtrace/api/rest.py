@@ -62,6 +62,7 @@ class MessageOut(BaseModel):
     tool_calls: list[ToolCallOut] = []
     tool_call_id: str | None = None
     tool_name: str | None = None
+    citations: list[dict[str, Any]] = []
 
     @classmethod
     def of(cls, m: MessageRecord) -> MessageOut:
@@ -79,6 +80,7 @@ class MessageOut(BaseModel):
             ],
             tool_call_id=m.tool_call_id,
             tool_name=m.tool_name,
+            citations=list(m.citations),
         )
 
 

@@ -7,6 +7,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.memory import ChatStore
 from healtrace.agent.models.base import ModelBackend
 from healtrace.agent.models.router import build_router
@@ -45,6 +46,7 @@ async def build_services(
     *,
     model: ModelBackend | None = None,
     tools: ToolRegistry | None = None,
+    knowledge: KnowledgeSearch | None = None,
 ) -> Services:
     """Open the database (migrating it), load tools and the model backends."""
     db = Database(settings.resolved_database_url)
@@ -58,7 +60,11 @@ async def build_services(
         await router.load()
         model = router
     tools = tools if tools is not None else load_tools(settings)
-    orchestrator = Orchestrator(model=model, tools=tools, store=store, settings=settings)
+    if knowledge is None:
+        tools = tools.without("knowledge")
+    orchestrator = Orchestrator(
+        model=model, tools=tools, store=store, settings=settings, knowledge=knowledge
+    )
     hub = EventHub(store, buffer_events=settings.replay_buffer_events)
     return Services(
         settings=settings,

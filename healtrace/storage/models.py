@@ -66,6 +66,8 @@ class Message(Base):
     tool_calls: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     tool_call_id: Mapped[str | None] = mapped_column(String(64), nullable=True)
     tool_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    #: Sources the answer cites (marker, chunk and document ids, title, section, URL).
+    citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
     #: complete | streaming | cancelled | error | interrupted
     status: Mapped[str] = mapped_column(String(16), default="complete")
     model: Mapped[str] = mapped_column(String(200), default="")

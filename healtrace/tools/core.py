@@ -28,13 +28,14 @@ from typing import Any, Literal, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
+from healtrace.agent.citations import CitationLedger, KnowledgeSearch
 from healtrace.agent.models.base import ToolSpec
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError, ToolInfraError
 
 log = logging.getLogger(__name__)
 
-Permission = Literal["records", "rewards", "network", "images", "speech"]
+Permission = Literal["records", "rewards", "network", "images", "speech", "knowledge"]
 ENTRY_POINT_GROUP = "healtrace.tools"
 
 
@@ -53,6 +54,10 @@ class ToolContext:
     settings: Settings
     patient_id: str | None = None
     tenant_id: str | None = None
+    #: The knowledge base, when one is configured.
+    knowledge: KnowledgeSearch | None = None
+    #: This turn's numbered sources; search tools add to it so markers stay consistent.
+    citations: CitationLedger = field(default_factory=CitationLedger)
     stores: dict[str, Any] = field(default_factory=dict)
 
 
@@ -253,6 +258,15 @@ class ToolRegistry:
 
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
+
+    def without(self, permission: Permission) -> ToolRegistry:
+        """A registry of the tools that do not need ``permission``."""
+        kept = ToolRegistry(
+            (t for t in self._tools.values() if permission not in t.permissions),
+            default_timeout_s=self.default_timeout_s,
+        )
+        kept.load_errors = list(self.load_errors)
+        return kept
 
     def specs(self) -> tuple[ToolSpec, ...]:
         return tuple(t.spec for t in self._tools.values())
