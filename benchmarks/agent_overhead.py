@@ -84,6 +84,8 @@ class Server:
             "HEALTRACE_PORT": str(self.port),
             "HEALTRACE_LLM_BACKENDS": json.dumps([backend]),
             "HEALTRACE_LOG_LEVEL": "warning",
+            # The agent loop alone; retrieval has its own benchmark (retrieval.py).
+            "HEALTRACE_KNOWLEDGE__ENABLED": "false",
         }
         self.data = data
         self.proc = subprocess.Popen(

@@ -12,12 +12,15 @@ import typer
 
 from healtrace import __version__
 from healtrace.config import ScriptedBackendConfig, Settings
+from healtrace.knowledge.cli import eval_app, knowledge_app
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="HealTrace medical assistant")
 models_app = typer.Typer(no_args_is_help=True, help="Local model weights")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
+app.add_typer(eval_app, name="eval", help="Evaluations (retrieval quality)")
 
 
 @app.command()

@@ -13,6 +13,8 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from healtrace.knowledge.config import KnowledgeConfig
+
 Locale = Literal["en", "zh-CN"]
 
 
@@ -110,6 +112,7 @@ class Settings(BaseSettings):
     llm_backends: list[BackendConfig] = Field(default_factory=lambda: _default_backends())
     default_locale: Locale = "en"
 
+    knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
     retrieval_k: int = 3
     max_tool_rounds: int = 4

@@ -13,6 +13,7 @@ import pytest
 
 from healtrace.agent.memory import ChatStore
 from healtrace.config import ScriptedBackendConfig, Settings
+from healtrace.knowledge.config import KnowledgeConfig
 from healtrace.storage import Database
 from tests._postgres import postgres_server
 
@@ -67,6 +68,8 @@ def settings(tmp_path: Path) -> Settings:
         llm_backends=[ScriptedBackendConfig()],
         dev_key=False,
         hello_timeout_s=2.0,
+        # Most tests are not about retrieval; tests that are open the real pack themselves.
+        knowledge=KnowledgeConfig(enabled=False),
     )
 
 

@@ -11,6 +11,7 @@ from healtrace.agent.models.catalog import CATALOG
 from healtrace.agent.orchestrator import UserTurn
 from healtrace.api.services import build_services
 from healtrace.config import LocalBackendConfig, Settings
+from healtrace.knowledge.config import KnowledgeConfig
 
 pytestmark = pytest.mark.local_model
 
@@ -38,6 +39,7 @@ async def test_qwen_calls_the_bmi_tool_and_answers_from_it(
             data_dir=tmp_path / f"data-{seed}",
             llm_backends=[LocalBackendConfig(max_tokens=120, seed=seed)],
             dev_key=False,
+            knowledge=KnowledgeConfig(enabled=False),  # the tool loop, not retrieval
         )
         services = await build_services(settings)
         try:

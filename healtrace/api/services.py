@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.memory import ChatStore
@@ -16,6 +18,9 @@ from healtrace.agent.sessions import EventHub, TurnRunner
 from healtrace.config import Settings
 from healtrace.storage import Database
 from healtrace.tools.core import ToolRegistry, load_tools
+
+if TYPE_CHECKING:
+    from healtrace.knowledge import KnowledgeBase
 
 log = logging.getLogger(__name__)
 
@@ -32,12 +37,16 @@ class Services:
     orchestrator: Orchestrator
     hub: EventHub
     runner: TurnRunner
+    #: The knowledge base the service opened itself (None if disabled or passed in).
+    knowledge: KnowledgeBase | None = None
 
     async def aclose(self) -> None:
         await self.runner.aclose()
         self.hub.close()
         await self.orchestrator.aclose()
         await self.model.aclose()
+        if self.knowledge is not None:
+            await asyncio.to_thread(self.knowledge.close)
         await self.db.dispose()
 
 
@@ -60,6 +69,10 @@ async def build_services(
         await router.load()
         model = router
     tools = tools if tools is not None else load_tools(settings)
+    owned_kb = None
+    if knowledge is None and settings.knowledge.enabled:
+        owned_kb = await asyncio.to_thread(open_knowledge, settings)
+        knowledge = owned_kb
     if knowledge is None:
         tools = tools.without("knowledge")
     orchestrator = Orchestrator(
@@ -67,6 +80,7 @@ async def build_services(
     )
     hub = EventHub(store, buffer_events=settings.replay_buffer_events)
     return Services(
+        knowledge=owned_kb,
         settings=settings,
         db=db,
         store=store,
@@ -76,6 +90,20 @@ async def build_services(
         hub=hub,
         runner=TurnRunner(orchestrator, hub),
     )
+
+
+def open_knowledge(settings: Settings) -> KnowledgeBase:
+    """Open the knowledge base and bring the starter pack up to date (seconds the first
+    time, from the shipped vectors; milliseconds when it is current)."""
+    from healtrace.knowledge import KnowledgeBase, load_starter_pack
+
+    kb = KnowledgeBase.open(settings.knowledge, settings.data_dir)
+    report = load_starter_pack(kb)
+    if not report.skipped:
+        log.info(
+            "starter knowledge pack loaded: %d chunks (%d embedded)", report.chunks, report.embedded
+        )
+    return kb
 
 
 async def ensure_dev_key(services: Services) -> str | None:
