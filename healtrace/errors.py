@@ -6,7 +6,8 @@ user's locale that says what was wrong and what to do.
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 # code -> (English, Simplified Chinese). Placeholders are filled from ``HealTraceError.params``.
 MESSAGES: dict[str, tuple[str, str]] = {
@@ -87,20 +88,30 @@ MESSAGES: dict[str, tuple[str, str]] = {
 }
 
 
-def localized(code: str, locale: str, **params: Any) -> str:
+def localized(
+    code: str,
+    locale: str,
+    *,
+    catalogue: Mapping[str, tuple[str, str]] = MESSAGES,
+    fallback: str = "internal_error",
+    **params: Any,
+) -> str:
     """The message for ``code`` in ``locale`` (``zh*`` → Chinese, anything else → English)."""
-    en, zh = MESSAGES.get(code, MESSAGES["internal_error"])
+    en, zh = catalogue.get(code) or catalogue.get(fallback) or MESSAGES["internal_error"]
     template = zh if locale.lower().startswith("zh") else en
     try:
         return template.format(**params)
     except (KeyError, IndexError):
-        return template
+        return str(params.get("detail") or template)
 
 
 class HealTraceError(Exception):
     """Root of every error HealTrace raises on purpose."""
 
     code: str = "internal_error"
+    #: Where :meth:`message` looks ``code`` up; parts with their own codes bring their own.
+    catalogue: ClassVar[Mapping[str, tuple[str, str]]] = MESSAGES
+    fallback_code: ClassVar[str] = "internal_error"
 
     def __init__(self, detail: str = "", *, code: str | None = None, **params: Any) -> None:
         super().__init__(detail or code or self.code)
@@ -110,7 +121,10 @@ class HealTraceError(Exception):
         self.params = params
 
     def message(self, locale: str) -> str:
-        return localized(self.code, locale, **self.params)
+        params = {"detail": self.detail, **self.params}
+        return localized(
+            self.code, locale, catalogue=self.catalogue, fallback=self.fallback_code, **params
+        )
 
 
 class ConfigurationError(HealTraceError):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request
 from fastapi.responses import JSONResponse
@@ -89,10 +89,16 @@ STATUS_FOR_CODE = {
 
 
 def error_response(
-    code: str, locale: str, *, status: int | None = None, **params: object
+    code: str,
+    locale: str,
+    *,
+    status: int | None = None,
+    message: str | None = None,
+    **params: Any,
 ) -> JSONResponse:
+    text = message if message is not None else localized(code, locale, **params)
     return JSONResponse(
-        {"error": {"code": code, "message": localized(code, locale, **params)}},
+        {"error": {"code": code, "message": text}},
         status_code=status or STATUS_FOR_CODE.get(code, 400),
         headers={"WWW-Authenticate": "Bearer"} if code.startswith("auth_") else None,
     )
@@ -100,4 +106,5 @@ def error_response(
 
 async def healtrace_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HealTraceError)
-    return error_response(exc.code, request_locale(request), **exc.params)
+    locale = request_locale(request)
+    return error_response(exc.code, locale, message=exc.message(locale))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 from healtrace.errors import ConfigurationError, HealTraceError
 
@@ -62,15 +62,8 @@ class KnowledgeError(HealTraceError):
     """Root of the knowledge base's errors."""
 
     code = "knowledge_error"
-
-    def message(self, locale: str) -> str:
-        en, zh = MESSAGES.get(self.code, MESSAGES["knowledge_error"])
-        template = zh if locale.lower().startswith("zh") else en
-        params: dict[str, Any] = {"detail": self.detail, **self.params}
-        try:
-            return template.format(**params)
-        except (KeyError, IndexError):
-            return self.detail or template
+    catalogue = MESSAGES
+    fallback_code = "knowledge_error"
 
 
 class DocumentError(KnowledgeError):
