@@ -99,6 +99,72 @@ def test_empty_and_missing_collections(kb: KnowledgeBase) -> None:
         kb.search("asthma", collection="no spaces allowed")
 
 
+def test_each_language_is_searched_in_its_own_part_without_a_filter(
+    kb: KnowledgeBase, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[tuple[str, dict[str, list[str]]]] = []
+    real_nearest = KnowledgeBase._nearest
+
+    def spy(self: KnowledgeBase, col: Any, vector: Any, depth: int, filters: Any) -> list[str]:
+        calls.append((col.name, dict(filters)))
+        return real_nearest(self, col, vector, depth, filters)
+
+    monkeypatch.setattr(KnowledgeBase, "_nearest", spy)
+    assert kb.collections() == ["docs"]
+    raw = sorted(c.name for c in kb.client.list_collections())
+    assert raw == ["docs", "docs--en", "docs--zh-CN"]
+    en = kb.search("blood pressure", k=3, collection="docs", filters={"language": "en"})
+    assert en and {h.language for h in en} == {"en"}
+    assert calls == [("docs--en", {})]
+    calls.clear()
+    kb.search("高血压", k=3, collection="docs", mode="dense")
+    assert calls == [("docs--zh-CN", {}), ("docs--en", {})]  # the query's language first
+    calls.clear()
+    kb.search("asthma", k=3, collection="docs", filters={"category": "conditions"}, mode="dense")
+    assert [name for name, _ in calls] == ["docs--en", "docs--zh-CN"]
+    assert all(f == {"category": ["conditions"]} for _, f in calls)
+    with pytest.raises(CollectionError):
+        kb.search("asthma", collection="docs--en")
+
+
+def test_language_parts_follow_deletes_and_drops(kb: KnowledgeBase) -> None:
+    doc = load_document(DOCS / "asthma.md")
+    ids = [c.chunk_id for c in chunk_document(doc)]
+    kb.delete("docs", ids)
+    part = kb.client.get_collection("docs--en")
+    assert part.get(ids=ids)["ids"] == []
+    hits = kb.search("reliever inhaler", k=5, collection="docs", mode="dense")
+    assert all(h.doc_id != "asthma-basics" for h in hits)
+    kb.drop("docs")
+    assert kb.client.list_collections() == []
+
+
+def test_a_collection_from_before_the_language_parts_is_split(kb: KnowledgeBase) -> None:
+    source = kb.client.get_collection("docs")
+    rows = source.get(include=["documents", "metadatas", "embeddings"])
+    legacy = kb.client.create_collection(
+        "legacy",
+        embedding_function=kb._chroma_function,
+        configuration={"hnsw": {"space": "cosine"}},
+        metadata={"healtrace_generation": "g1", "healtrace_embedder": kb.embedder.name},
+    )
+    legacy.add(
+        ids=rows["ids"],
+        documents=rows["documents"],
+        metadatas=rows["metadatas"],
+        embeddings=rows["embeddings"],
+    )
+    zh = kb.search("睡眠 高血压", k=3, collection="legacy", filters={"language": "zh-CN"})
+    assert zh and {h.language for h in zh} == {"zh-CN"}
+    assert kb.client.get_collection("legacy--zh-CN").count() + kb.client.get_collection(
+        "legacy--en"
+    ).count() == kb.count("legacy")
+    assert kb.metadata("legacy")["healtrace_generation"] == "g1"  # the BM25 index stays valid
+    assert kb.search("asthma", k=3, collection="legacy") == kb.search(
+        "asthma", k=3, collection="docs"
+    )
+
+
 async def test_asearch_matches_search(kb: KnowledgeBase) -> None:
     hits = await kb.asearch("migraine triptan", k=2, collection="docs")
     assert hits == kb.search("migraine triptan", k=2, collection="docs")

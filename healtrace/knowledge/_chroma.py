@@ -29,13 +29,20 @@ from healtrace.knowledge.embeddings import (
 )
 from healtrace.knowledge.errors import CollectionError, IndexUnavailable
 
-_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,61}[A-Za-z0-9]$")
+# Chroma's rule (3-63 characters) less room for the per-language suffix ("--zh-CN") the
+# knowledge base adds; "--" itself is reserved for those suffixes.
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{1,54}[A-Za-z0-9]$")
+PART_SEPARATOR = "--"
 
 
 def check_collection_name(name: str) -> str:
-    """``name`` if chroma accepts it as a collection name, else :class:`CollectionError`."""
-    if not _NAME.match(name) or ".." in name:
-        raise CollectionError(f"invalid collection name {name!r}", name=name)
+    """``name`` if it is a valid knowledge collection name, else :class:`CollectionError`."""
+    if not _NAME.match(name) or ".." in name or PART_SEPARATOR in name:
+        raise CollectionError(
+            f"invalid collection name {name!r}: use 3-56 letters, digits, '.', '_' or '-', "
+            f"starting and ending with a letter or digit, without '..' or {PART_SEPARATOR!r}",
+            name=name,
+        )
     return name
 
 

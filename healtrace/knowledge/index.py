@@ -1,9 +1,18 @@
 """The knowledge base: dense (chroma) + lexical (BM25) retrieval fused by reciprocal rank.
 
-Chroma holds every chunk's text, metadata and vector and is the source of truth. The BM25
-index is derived from it: saved under ``<dir>/bm25/<collection>`` and tagged with the
-collection's *generation* (a token every write through :class:`KnowledgeBase` renews), so
-it is reloaded when current and rebuilt from chroma's documents when not.
+Chroma holds every chunk's text, metadata and vector in the collection of the same name,
+the source of truth. Two indexes are derived from it:
+
+- the *language parts*, chroma collections ``<collection>--en`` and ``<collection>--zh-CN``
+  holding each language's vectors again (with the filterable metadata, no text). Dense
+  search runs per language (see :meth:`KnowledgeBase._dense`), and chroma answers a query
+  with a ``where`` filter by scanning: 53 ms instead of 1.5 ms at 30k chunks. A part answers
+  a one-language query from its own HNSW index, unfiltered. Writes through
+  :class:`KnowledgeBase` keep the parts in step; a collection from before the parts is split
+  when first opened.
+- the BM25 index, saved under ``<dir>/bm25/<collection>`` and tagged with the collection's
+  *generation* (a token every write through :class:`KnowledgeBase` renews), so it is
+  reloaded when current and rebuilt from chroma's documents when not.
 """
 
 from __future__ import annotations
@@ -22,10 +31,11 @@ import httpx
 import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.models.Collection import Collection
-from chromadb.api.types import Embeddable, EmbeddingFunction, Where
+from chromadb.api.types import Embeddable, EmbeddingFunction, Metadata, Where
 from chromadb.errors import ChromaError, NotFoundError
 
 from healtrace.knowledge._chroma import (
+    PART_SEPARATOR,
     check_collection_name,
     close_client,
     embedding_function,
@@ -45,6 +55,10 @@ Filters = Mapping[str, str | Sequence[str] | None]
 
 _GENERATION = "healtrace_generation"
 _EMBEDDER = "healtrace_embedder"
+#: Set on a collection once its language parts exist (see the module docstring).
+_LAYOUT = "healtrace_layout"
+_PER_LANGUAGE = "language-parts"
+_PAGE = 2000
 LANGUAGES = ("en", "zh-CN")
 _LANGUAGES = {"en": "en", "zh": "zh-CN", "zh-cn": "zh-CN", "zh_cn": "zh-CN", "zh-hans": "zh-CN"}
 
@@ -161,16 +175,42 @@ class KnowledgeBase:
     def collection(self, name: str | None = None, *, create: bool = True) -> Collection | None:
         """The chroma collection (created on first use when ``create``), or None."""
         name = self._name(name)
+        col = self._open(
+            name,
+            create,
+            {_GENERATION: uuid.uuid4().hex, _EMBEDDER: self.embedder.name, _LAYOUT: _PER_LANGUAGE},
+        )
+        if col is None:
+            return None
+        stored = (col.metadata or {}).get(_EMBEDDER)
+        if stored is not None and stored != self.embedder.name:
+            raise EmbedderMismatch(
+                f"collection {name!r} holds {stored} vectors",
+                name=name,
+                stored=stored,
+                current=self.embedder.name,
+            )
+        if (col.metadata or {}).get(_LAYOUT) != _PER_LANGUAGE:
+            self._split_languages(col)
+        return col
+
+    def _part(self, col: Collection, language: str, *, create: bool) -> Collection | None:
+        """The collection holding the vectors of ``col``'s chunks in ``language``, or None."""
+        if language not in LANGUAGES:
+            return None
+        name = f"{col.name}{PART_SEPARATOR}{language}"
+        return self._open(name, create, {_EMBEDDER: self.embedder.name})
+
+    def _open(self, name: str, create: bool, metadata: dict[str, str]) -> Collection | None:
         try:
             if create:
-                col = self.client.get_or_create_collection(
+                return self.client.get_or_create_collection(
                     name,
                     embedding_function=self._chroma_function,
                     configuration={"hnsw": {"space": "cosine"}},
-                    metadata={_GENERATION: uuid.uuid4().hex, _EMBEDDER: self.embedder.name},
+                    metadata=metadata,
                 )
-            else:
-                col = self.client.get_collection(name, embedding_function=self._chroma_function)
+            return self.client.get_collection(name, embedding_function=self._chroma_function)
         except NotFoundError:
             return None
         except ValueError as exc:
@@ -180,15 +220,52 @@ class KnowledgeBase:
             ) from exc
         except (ChromaError, httpx.HTTPError) as exc:
             raise IndexUnavailable(f"could not open collection {name!r}: {exc}") from exc
-        stored = (col.metadata or {}).get(_EMBEDDER)
-        if stored is not None and stored != self.embedder.name:
-            raise EmbedderMismatch(
-                f"collection {name!r} holds {stored} vectors",
-                name=name,
-                stored=stored,
-                current=self.embedder.name,
+
+    def _split_languages(self, col: Collection) -> None:
+        """Build the language parts of a collection stored before they existed."""
+        with translate_errors(f"could not split collection {col.name!r} by language"):
+            total = col.count()
+            for offset in range(0, total, _PAGE):
+                page = col.get(include=["metadatas", "embeddings"], limit=_PAGE, offset=offset)
+                assert page["embeddings"] is not None
+                self._write_parts(
+                    col,
+                    page["ids"],
+                    page["metadatas"] or [],
+                    np.asarray(page["embeddings"], dtype=np.float32),
+                )
+            col.modify(metadata={**(col.metadata or {}), _LAYOUT: _PER_LANGUAGE})
+
+    def _write_parts(
+        self,
+        col: Collection,
+        ids: Sequence[str],
+        metadatas: Sequence[Mapping[str, Any]],
+        vectors: Vectors,
+        previous: Mapping[str, str] | None = None,
+    ) -> None:
+        """Store rows in their language parts; ``previous`` maps ids to their old language."""
+        rows: dict[str, list[int]] = {}
+        for row, meta in enumerate(metadatas):
+            rows.setdefault(str(meta.get("language", "")), []).append(row)
+        for language, picked in rows.items():
+            part = self._part(col, language, create=True)
+            if part is None:
+                continue  # no language the dense search asks for
+            part.upsert(
+                ids=[ids[i] for i in picked],
+                embeddings=vectors[picked],
+                metadatas=[{f: metadatas[i][f] for f in FILTER_FIELDS} for i in picked],
             )
-        return col
+        moved: dict[str, list[str]] = {}
+        for item, meta in zip(ids, metadatas, strict=True):
+            old = (previous or {}).get(item)
+            if old is not None and old != meta.get("language"):
+                moved.setdefault(old, []).append(item)
+        for language, gone in moved.items():
+            part = self._part(col, language, create=False)
+            if part is not None:
+                part.delete(ids=gone)
 
     def _require(self, name: str | None) -> Collection:
         col = self.collection(name)
@@ -196,9 +273,10 @@ class KnowledgeBase:
         return col
 
     def collections(self) -> list[str]:
-        """Names of all collections in the store."""
+        """Names of all collections in the store (not their language parts)."""
         with translate_errors("could not list collections"):
-            return sorted(c.name for c in self.client.list_collections())
+            names = (c.name for c in self.client.list_collections())
+            return sorted(n for n in names if PART_SEPARATOR not in n)
 
     def count(self, collection: str | None = None) -> int:
         """Chunks in ``collection`` (0 if it does not exist)."""
@@ -221,11 +299,13 @@ class KnowledgeBase:
             col.modify(metadata=merged)
 
     def drop(self, collection: str) -> None:
-        """Delete a whole collection and its BM25 files."""
+        """Delete a whole collection, its language parts and its BM25 files."""
         name = self._name(collection)
+        parts = {f"{name}{PART_SEPARATOR}{language}" for language in LANGUAGES}
         with translate_errors(f"could not delete collection {name!r}"):
-            if name in self.collections():
-                self.client.delete_collection(name)
+            for col in self.client.list_collections():
+                if col.name == name or col.name in parts:
+                    self.client.delete_collection(col.name)
         with self._lock:
             self._lexical.pop(name, None)
 
@@ -249,8 +329,8 @@ class KnowledgeBase:
             return out
         with translate_errors("could not read stored vectors"):
             total = col.count()
-            for offset in range(0, total, 2000):
-                page = col.get(include=["metadatas", "embeddings"], limit=2000, offset=offset)
+            for offset in range(0, total, _PAGE):
+                page = col.get(include=["metadatas", "embeddings"], limit=_PAGE, offset=offset)
                 embeddings = page["embeddings"]
                 metadatas = page["metadatas"] or []
                 assert embeddings is not None
@@ -277,12 +357,21 @@ class KnowledgeBase:
             step = max(1, min(self.client.get_max_batch_size(), 1000))
             for start in range(0, len(chunks), step):
                 part = chunks[start : start + step]
+                ids = [c.chunk_id for c in part]
+                metadatas: list[Metadata] = [c.metadata() for c in part]
+                rows = np.asarray(vectors[start : start + step], dtype=np.float32)
+                old = col.get(ids=ids, include=["metadatas"])
+                previous = {
+                    i: str(m.get("language", ""))
+                    for i, m in zip(old["ids"], old["metadatas"] or [], strict=True)
+                }
                 col.upsert(
-                    ids=[c.chunk_id for c in part],
+                    ids=ids,
                     documents=[c.text for c in part],
-                    metadatas=[c.metadata() for c in part],
-                    embeddings=np.asarray(vectors[start : start + step], dtype=np.float32),
+                    metadatas=metadatas,
+                    embeddings=rows,
                 )
+                self._write_parts(col, ids, metadatas, rows, previous)
         self.set_metadata(collection)
 
     def delete(self, collection: str | None, ids: Sequence[str]) -> None:
@@ -291,6 +380,10 @@ class KnowledgeBase:
             return
         col = self._require(collection)
         with translate_errors("could not delete chunks"):
+            for language in LANGUAGES:
+                part = self._part(col, language, create=False)
+                if part is not None:
+                    part.delete(ids=list(ids))
             col.delete(ids=list(ids))
         self.set_metadata(collection)
 
@@ -323,8 +416,8 @@ class KnowledgeBase:
         if col is not None:
             with translate_errors("could not read chunks for the BM25 index"):
                 total = col.count()
-                for offset in range(0, total, 2000):
-                    page = col.get(include=["documents", "metadatas"], limit=2000, offset=offset)
+                for offset in range(0, total, _PAGE):
+                    page = col.get(include=["documents", "metadatas"], limit=_PAGE, offset=offset)
                     ids.extend(page["ids"])
                     texts.extend(page["documents"] or [])
                     metadatas.extend(page["metadatas"] or [])
@@ -376,31 +469,34 @@ class KnowledgeBase:
         # Multilingual E5 scores any passage in the query's language above the best passage
         # in the other language, so a Chinese question would never reach an English-only
         # document. Searching each language apart and interleaving the lists (the query's
-        # language first) lets the best match in either language compete.
+        # language first) lets the best match in either language compete. Each language is
+        # searched in its own part, which needs no (scanning) language filter.
+        balance = self.config.balance_languages
+        if "language" not in filters and not balance:
+            return self._nearest(col, vector, depth, filters)
         languages = filters.get("language", list(LANGUAGES))
-        if self.config.balance_languages and len(languages) > 1:
-            first = detect_language(query)
-            languages = sorted(languages, key=lambda lang: lang != first)
-            lists = [
-                self._nearest(col, vector, depth, {**filters, "language": [lang]})
-                for lang in languages
-            ]
-            merged: list[str] = []
-            for group in zip_longest(*lists):
-                merged.extend(i for i in group if i is not None)
-            return merged[:depth]
-        return self._nearest(col, vector, depth, filters)
+        if len(languages) > 1 and not balance:
+            return self._nearest(col, vector, depth, filters)
+        rest = {name: values for name, values in filters.items() if name != "language"}
+        first = detect_language(query)
+        lists = []
+        for language in sorted(languages, key=lambda lang: lang != first):
+            part = self._part(col, language, create=False)
+            if part is not None:
+                lists.append(self._nearest(part, vector, depth, rest))
+        merged: list[str] = []
+        for group in zip_longest(*lists):
+            merged.extend(i for i in group if i is not None)
+        return merged[:depth]
 
     def _nearest(
         self, col: Collection, vector: Vectors, depth: int, filters: Mapping[str, list[str]]
     ) -> list[str]:
         with translate_errors("vector search failed"):
-            total = col.count()
-            if total == 0:
-                return []
+            # chroma (1.x) returns what it has when asked for more results than it holds.
             result = col.query(
                 query_embeddings=vector,
-                n_results=min(depth, total),
+                n_results=depth,
                 where=_where(filters),
                 include=[],
             )
