@@ -86,8 +86,9 @@ def chat(
 
     if url:
         if not key:
-            settings = Settings()
-            key_file = settings.data_dir / "dev-api-key"
+            from healtrace.api.services import dev_key_path
+
+            key_file = dev_key_path(Settings())
             key = key_file.read_text().strip() if key_file.exists() else None
         if not key:
             raise typer.BadParameter("pass --key or set HEALTRACE_API_KEY", param_hint="--key")

@@ -444,3 +444,17 @@ async def test_no_knowledge_hits_means_no_excerpts(store: ChatStore, settings: S
     )
     events = await _run(orch, sid, "hello")
     assert "citation" not in _types(events) and kb.queries == ["hello"]
+
+
+async def test_reasoning_is_stored_apart_from_the_answer(
+    store: ChatStore, settings: Settings
+) -> None:
+    from healtrace.agent.models.base import ReasoningDelta
+
+    sid = await _session(store)
+    model = ScriptedModel([Step(deltas=[ReasoningDelta("think first. "), "60 to 100 bpm."])])
+    events = await _run(_orch(store, settings, model), sid, "heart rate?")
+    assert "reasoning" not in _types(events)  # not streamed unless the setting allows it
+    assert events[-1].text == "60 to 100 bpm."  # type: ignore[union-attr]
+    answer = (await store.messages(sid))[-1]
+    assert (answer.content, answer.reasoning) == ("60 to 100 bpm.", "think first. ")

@@ -126,6 +126,7 @@ class NewMessage:
     tool_name: str | None = None
     model: str = ""
     citations: tuple[dict[str, Any], ...] = ()
+    reasoning: str = ""
 
 
 def _append(
@@ -149,6 +150,7 @@ def _append(
             tool_name=m.tool_name,
             model=m.model,
             citations=m.citations,
+            reasoning=m.reasoning,
         )
         for offset, m in enumerate(items, start=1)
     ]
@@ -162,7 +164,7 @@ def _append(
                 "turn_id": r.turn_id,
                 "role": r.role,
                 "content": r.content,
-                "reasoning": "",
+                "reasoning": r.reasoning,
                 "status": r.status,
                 "tool_calls": [
                     {"id": c.id, "name": c.name, "arguments": c.arguments} for c in r.tool_calls
@@ -353,6 +355,7 @@ class ChatStore:
         tool_name: str | None = None,
         model: str = "",
         citations: Sequence[dict[str, Any]] = (),
+        reasoning: str = "",
     ) -> MessageRecord:
         """Append one message and commit it."""
         item = NewMessage(
@@ -365,6 +368,7 @@ class ChatStore:
             tool_name,
             model,
             tuple(citations),
+            reasoning,
         )
         return (await self.add_messages(session_id, [item]))[0]
 

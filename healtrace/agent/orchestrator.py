@@ -126,10 +126,10 @@ class _AnswerWriter:
                 status=status,  # type: ignore[arg-type]
                 model=model,
                 citations=self.citations,
+                reasoning=self.reasoning,
             )
             self.message_id = record.id
-            if not self.reasoning:
-                return record.id
+            return record.id
         await self.store.update_message(
             self.message_id,
             content=self.text,
