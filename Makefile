@@ -8,9 +8,10 @@ BIN := $(VENV)/bin
 HEALTRACE_HOME ?= $(HOME)/.cache/healtrace
 export HEALTRACE_HOME
 
-# Debian packages the project needs: build tools for llama.cpp, and PostgreSQL, which the
-# tests start as a real server (the service itself runs on SQLite unless told otherwise).
-APT_PACKAGES := build-essential cmake git postgresql
+# Debian packages the project needs: build tools for llama.cpp; PostgreSQL, which the
+# tests start as a real server (the service itself runs on SQLite unless told otherwise);
+# Chromium, which the browser tests drive through Playwright (never a downloaded browser).
+APT_PACKAGES := build-essential cmake git postgresql chromium
 
 # llama-cpp-python is built from source once with portable CPU flags (the build machine's
 # CPU advertises AMX, which the sandbox traps: native builds die with SIGILL) and the

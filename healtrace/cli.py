@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
 
@@ -14,11 +15,20 @@ from healtrace import __version__
 from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.knowledge.cli import eval_app, knowledge_app
 
+if TYPE_CHECKING:
+    from healtrace.storage import Database
+
+T = TypeVar("T")
+
 app = typer.Typer(no_args_is_help=True, add_completion=False, help="HealTrace medical assistant")
 models_app = typer.Typer(no_args_is_help=True, help="Local model weights")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
+clinicians_app = typer.Typer(no_args_is_help=True, help="Clinician console accounts")
+audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
+app.add_typer(clinicians_app, name="clinicians")
+app.add_typer(audit_app, name="audit")
 app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
 app.add_typer(eval_app, name="eval", help="Evaluations (retrieval quality)")
 
@@ -125,24 +135,100 @@ def models_list() -> None:
         typer.echo(f"{name:24} {'present' if path.exists() else 'missing':8} {path}")
 
 
-@keys_app.command("create")
-def keys_create(name: Annotated[str, typer.Argument(help="A label for the key")]) -> None:
-    """Create an API key and print it once (only its hash is stored)."""
+def _with_db(fn: Callable[[Database], Awaitable[T]]) -> T:
+    """Run ``fn`` against the configured database (migrated first)."""
+    from healtrace.storage import Database
 
-    async def run() -> str:
-        from healtrace.agent.memory import ChatStore
-        from healtrace.storage import Database
-
-        settings = Settings()
-        db = Database(settings.resolved_database_url)
+    async def run() -> T:
+        db = Database(Settings().resolved_database_url)
         try:
             await db.migrate()
-            _key_id, plaintext = await ChatStore(db).create_api_key(name)
-            return plaintext
+            return await fn(db)
         finally:
             await db.dispose()
 
-    typer.echo(asyncio.run(run()))
+    return asyncio.run(run())
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Argument(help="A label for the key")],
+    tenant: Annotated[str, typer.Option(help="The tenant (hospital) the key belongs to")] = (
+        "default"
+    ),
+) -> None:
+    """Create an API key and print it once (only its hash is stored)."""
+    from healtrace.agent.memory import ChatStore
+
+    async def create(db: Database) -> str:
+        _key_id, plaintext = await ChatStore(db).create_api_key(name, tenant_id=tenant)
+        return plaintext
+
+    typer.echo(_with_db(create))
+
+
+@clinicians_app.command("add")
+def clinicians_add(
+    username: Annotated[str, typer.Argument(help="Login name")],
+    name: Annotated[str, typer.Option(help="Name patients see, e.g. 'Nurse Li'")] = "",
+    role: Annotated[str, typer.Option(help="nurse, doctor, pharmacist or coordinator")] = "nurse",
+    tenant: Annotated[str, typer.Option(help="The tenant (hospital) they work for")] = "default",
+    password_stdin: Annotated[
+        bool, typer.Option(help="Read the password from standard input instead of generating one")
+    ] = False,
+) -> None:
+    """Create a clinician account; prints a generated password unless one is piped in."""
+    import secrets
+
+    from healtrace.errors import InputError
+    from healtrace.handoff import ClinicianStore
+
+    password = sys.stdin.readline().rstrip("\n") if password_stdin else secrets.token_urlsafe(12)
+
+    async def create(db: Database) -> None:
+        await ClinicianStore(db).create(
+            username=username,
+            display_name=name or username,
+            password=password,
+            role=role,
+            tenant_id=tenant,
+        )
+
+    try:
+        _with_db(create)
+    except InputError as exc:
+        raise typer.BadParameter(exc.detail) from exc
+    typer.echo(f"created {username} in tenant {tenant}")
+    if not password_stdin:
+        typer.echo(f"password: {password}")
+
+
+@clinicians_app.command("list")
+def clinicians_list(tenant: Annotated[str | None, typer.Option()] = None) -> None:
+    """Clinician accounts."""
+    from healtrace.handoff import ClinicianInfo, ClinicianStore
+
+    async def read(db: Database) -> list[ClinicianInfo]:
+        return await ClinicianStore(db).list(tenant)
+
+    for c in _with_db(read):
+        typer.echo(f"{c.tenant_id:12} {c.username:20} {c.role:12} {c.display_name}")
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Recompute the audit log's hash chain; exit 1 if any entry was changed or removed."""
+    from healtrace.audit import AuditLog, ChainCheck
+
+    async def check(db: Database) -> ChainCheck:
+        return await AuditLog(db).verify()
+
+    result = _with_db(check)
+    if result.ok:
+        typer.echo(f"audit log intact: {result.entries} entries")
+        return
+    typer.echo(f"audit log BROKEN at entry {result.broken_at}", err=True)
+    raise typer.Exit(1)
 
 
 def main() -> None:

@@ -82,6 +82,25 @@ BackendConfig = Annotated[
 ]
 
 
+class SafetyConfig(BaseModel):
+    """Red-flag triage, output checks and human handoff (``HEALTRACE_SAFETY__*``)."""
+
+    #: Region whose emergency number patients are given (``CN`` → 120, ``US`` → 911,
+    #: ``GB`` → 999 …); empty: from the session's locale.
+    region: str = ""
+    #: Per-tenant regions, e.g. ``{"hk-clinic": "HK"}``; override ``region``.
+    tenant_regions: dict[str, str] = Field(default_factory=dict)
+    #: Triage at or above this level puts the session in the clinicians' queue.
+    handoff_level: Literal["emergency", "urgent", "never"] = "emergency"
+    #: Ask the model for a second opinion on every message; it can only raise the level.
+    second_opinion: bool = False
+    second_opinion_timeout_s: float = 4.0
+    #: Check answers after generation (doctor claims, diagnoses, dosing, disclaimers).
+    output_checks: bool = True
+    #: How long a clinician's console login lasts.
+    console_session_hours: float = 12.0
+
+
 def _default_backends() -> list[BackendConfig]:
     return [LocalBackendConfig()]
 
@@ -113,6 +132,7 @@ class Settings(BaseSettings):
     default_locale: Locale = "en"
 
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
+    safety: SafetyConfig = Field(default_factory=SafetyConfig)
     #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
     retrieval_k: int = 3
     max_tool_rounds: int = 4

@@ -81,6 +81,34 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "the conversation was reloaded.",
         "自上次连接以来的部分事件已不可用，会话已重新加载。",
     ),
+    "login_failed": (
+        "Wrong user name or password.",
+        "用户名或密码错误。",
+    ),
+    "console_login_required": (
+        "Please sign in to the clinician console.",
+        "请先登录医护工作台。",
+    ),
+    "handoff_not_found": (
+        "That handoff was not found.",
+        "未找到该转人工请求。",
+    ),
+    "handoff_not_waiting": (
+        "This conversation is no longer waiting: another clinician has taken it or it was closed.",
+        "该会话已不在等待中：已被其他医护人员接管或已结束。",
+    ),
+    "handoff_not_yours": (
+        "Take over this conversation before you reply or hand it back.",
+        "请先接管该会话，再回复或交还。",
+    ),
+    "no_handoff_waiting": (
+        "You are not waiting for a person, so there is nothing to cancel.",
+        "您当前没有在等待人工服务，无需取消。",
+    ),
+    "draft_failed": (
+        "The assistant could not write a draft just now. Please write your reply yourself.",
+        "助手暂时无法生成草稿，请自行撰写回复。",
+    ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",
         "服务器出现问题。您的消息已保存，请重试。",
@@ -145,6 +173,12 @@ class AuthError(HealTraceError):
 
 class NotFoundError(HealTraceError):
     code = "session_not_found"
+
+
+class ConflictError(HealTraceError):
+    """The request clashes with the current state (someone else acted first)."""
+
+    code = "handoff_not_waiting"
 
 
 class BackendUnavailable(HealTraceError):

@@ -67,8 +67,8 @@ async def test_chat_over_websocket(server: LiveServer, key: str) -> None:
         await ws.send(json.dumps({"type": "user_message", "text": "hi", "client_message_id": "m1"}))
         frames = await until(ws, "answer_done")
     types = [f["type"] for f in frames]
-    assert types[:3] == ["turn_started", "tool_call", "tool_result"]
-    assert set(types[3:-1]) == {"token"} and types[-1] == "answer_done"
+    assert types[:4] == ["turn_started", "triage", "tool_call", "tool_result"]
+    assert set(types[4:-1]) == {"token"} and types[-1] == "answer_done"
     assert frames[0]["client_message_id"] == "m1"
     seqs = [f["seq"] for f in frames]
     assert seqs == list(range(1, len(frames) + 1))

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from healtrace.agent.events import EVENT_ADAPTER
 from healtrace.api.protocol import CLIENT_TYPES
-from healtrace.config import Settings
+from healtrace.config import SafetyConfig, Settings
 from healtrace.errors import MESSAGES
 from healtrace.knowledge.config import KnowledgeConfig
 
@@ -25,8 +25,9 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_readme_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `HEALTRACE_([A-Z_]+)` \|", readme, re.MULTILINE))
-    fields = {name.upper() for name in Settings.model_fields} - {"KNOWLEDGE"}
+    fields = {name.upper() for name in Settings.model_fields} - {"KNOWLEDGE", "SAFETY"}
     nested = {f"KNOWLEDGE__{name.upper()}" for name in KnowledgeConfig.model_fields}
+    nested |= {f"SAFETY__{name.upper()}" for name in SafetyConfig.model_fields}
     assert documented == fields | nested
 
 

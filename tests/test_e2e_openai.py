@@ -56,7 +56,7 @@ async def test_primary_fails_then_fallback_answers_with_a_tool(settings: Setting
         assert len(fallback.requests) == 2
         fallback.assert_used_up()
     types = [f["type"] for f in frames]
-    assert types[:3] == ["turn_started", "tool_call", "tool_result"]
+    assert types[:4] == ["turn_started", "triage", "tool_call", "tool_result"]
     assert "reasoning" not in types  # reasoning is kept out of the stream by default
     done = frames[-1]
     assert done["type"] == "answer_done"

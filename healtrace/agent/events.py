@@ -29,6 +29,53 @@ class TurnStarted(_Event):
     locale: str
     #: Echo of the client's id for the message; the message is stored when this arrives.
     client_message_id: str | None = None
+    #: The message as stored, so other viewers of the session (another tab, a clinician)
+    #: see it too.
+    text: str = ""
+
+
+class TriageEvent(_Event):
+    """Red-flag triage of the user's message, sent before anything else of the turn."""
+
+    type: Literal["triage"] = "triage"
+    turn_id: str
+    level: Literal["emergency", "urgent", "routine", "self-care"]
+    #: Each: category, code, level, evidence, source, message (in the session's language).
+    reasons: list[dict[str, Any]] = []
+    emergency_number: str
+    #: What to tell the patient, in their language ("" for routine and self-care).
+    advice: str = ""
+
+
+class HandoffEvent(_Event):
+    """The session's handoff to a person changed state."""
+
+    type: Literal["handoff"] = "handoff"
+    handoff_id: str
+    status: Literal["waiting", "active", "closed"]
+    reason: str
+    clinician_name: str | None = None
+    #: What to show the patient, in their language.
+    message: str
+
+
+class ClinicianMessage(_Event):
+    """A clinician wrote into the conversation."""
+
+    type: Literal["clinician_message"] = "clinician_message"
+    message_id: str
+    text: str
+    clinician_name: str
+
+
+class TurnHeld(_Event):
+    """A turn that ends without an assistant answer: a clinician has the session, or the
+    patient's message was a request for one."""
+
+    type: Literal["turn_held"] = "turn_held"
+    turn_id: str
+    reason: Literal["clinician", "handoff_requested"]
+    message: str = ""
 
 
 class Token(_Event):
@@ -85,6 +132,8 @@ class AnswerDone(_Event):
     finish_reason: Literal["stop", "length", "cancelled", "error"]
     model: str
     tool_calls: int = 0
+    #: Output safety checks that changed the answer: each {code, rule, detail}.
+    checks: list[dict[str, str]] = []
 
 
 class ErrorEvent(_Event):
@@ -97,6 +146,10 @@ class ErrorEvent(_Event):
 
 Event = Annotated[
     TurnStarted
+    | TriageEvent
+    | HandoffEvent
+    | ClinicianMessage
+    | TurnHeld
     | Token
     | Reasoning
     | ToolCallEvent
@@ -108,7 +161,7 @@ Event = Annotated[
 ]
 EVENT_ADAPTER: TypeAdapter[Event] = TypeAdapter(Event)
 
-TERMINAL_TYPES = frozenset({"answer_done"})
+TERMINAL_TYPES = frozenset({"answer_done", "turn_held"})
 
 
 def parse_event(data: str | bytes) -> Event:

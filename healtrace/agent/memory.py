@@ -25,6 +25,7 @@ from healtrace.storage import ApiKey, ChatSession, Database, Message
 from healtrace.storage.models import utcnow
 
 MessageStatus = Literal["complete", "streaming", "cancelled", "error", "interrupted"]
+Role = Literal["user", "assistant", "tool", "clinician"]
 KEY_PREFIX = "ht_"
 
 
@@ -42,6 +43,7 @@ class SessionInfo:
     api_key_id: str
     title: str
     locale: str
+    tenant_id: str
     created_at: datetime
     updated_at: datetime
     last_seq: int
@@ -55,7 +57,7 @@ class MessageRecord:
     session_id: str
     position: int
     turn_id: str
-    role: Literal["user", "assistant", "tool"]
+    role: Role
     content: str
     status: MessageStatus
     created_at: datetime
@@ -65,8 +67,15 @@ class MessageRecord:
     tool_name: str | None = None
     model: str = ""
     citations: tuple[dict[str, Any], ...] = ()
+    safety: dict[str, Any] | None = None
+    #: The clinician's name on a clinician message.
+    author: str = ""
 
     def to_chat(self) -> ChatMessage:
+        if self.role == "clinician":
+            # The model sees a clinician's words as part of the care team's side of the
+            # conversation, labelled, so after a handback it knows what was said.
+            return ChatMessage(role="assistant", content=f"[{self.author}] {self.content}")
         return ChatMessage(
             role=self.role,
             content=self.content,
@@ -82,6 +91,7 @@ def _session_info(row: ChatSession) -> SessionInfo:
         api_key_id=row.api_key_id,
         title=row.title,
         locale=row.locale,
+        tenant_id=row.tenant_id,
         created_at=row.created_at,
         updated_at=row.updated_at,
         last_seq=row.last_seq,
@@ -110,6 +120,8 @@ def _message_record(row: RowMapping | Mapping[str, Any]) -> MessageRecord:
         tool_name=row["tool_name"],
         model=row["model"],
         citations=tuple(row["citations"] or ()),
+        safety=row["safety"],
+        author=row["author"],
     )
 
 
@@ -118,7 +130,7 @@ class NewMessage:
     """A message to append (see :meth:`ChatStore.add_messages`)."""
 
     turn_id: str
-    role: Literal["user", "assistant", "tool"]
+    role: Role
     content: str
     status: MessageStatus = "complete"
     tool_calls: tuple[ToolCall, ...] = ()
@@ -127,6 +139,8 @@ class NewMessage:
     model: str = ""
     citations: tuple[dict[str, Any], ...] = ()
     reasoning: str = ""
+    safety: dict[str, Any] | None = None
+    author: str = ""
 
 
 def _append(
@@ -151,6 +165,8 @@ def _append(
             model=m.model,
             citations=m.citations,
             reasoning=m.reasoning,
+            safety=m.safety,
+            author=m.author,
         )
         for offset, m in enumerate(items, start=1)
     ]
@@ -174,6 +190,8 @@ def _append(
                 "tool_name": r.tool_name,
                 "model": r.model,
                 "citations": list(r.citations) or None,
+                "safety": r.safety,
+                "author": r.author,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -211,11 +229,17 @@ class ChatStore:
 
     # --- API keys -------------------------------------------------------------------------
 
-    async def create_api_key(self, name: str) -> tuple[str, str]:
+    async def create_api_key(self, name: str, *, tenant_id: str = "default") -> tuple[str, str]:
         """A new key; returns ``(key_id, plaintext)``. Only the hash is stored."""
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = new_id()
-        row = ApiKey(id=key_id, name=name, prefix=plaintext[:10], key_hash=hash_key(plaintext))
+        row = ApiKey(
+            id=key_id,
+            name=name,
+            prefix=plaintext[:10],
+            key_hash=hash_key(plaintext),
+            tenant_id=tenant_id,
+        )
         await self.db.run(lambda s: s.add(row))
         return key_id, plaintext
 
@@ -263,17 +287,18 @@ class ChatStore:
     # --- sessions -------------------------------------------------------------------------
 
     async def create_session(self, api_key_id: str, *, locale: str, title: str = "") -> SessionInfo:
-        row = ChatSession(
-            id=new_id(),
-            api_key_id=api_key_id,
-            locale=locale,
-            title=title[:200],
-            last_seq=0,
-            summary="",
-            summary_until=0,
-        )
-
         def create(s: Session) -> SessionInfo:
+            tenant = s.scalar(select(ApiKey.tenant_id).where(ApiKey.id == api_key_id))
+            row = ChatSession(
+                id=new_id(),
+                api_key_id=api_key_id,
+                tenant_id=tenant or "default",
+                locale=locale,
+                title=title[:200],
+                last_seq=0,
+                summary="",
+                summary_until=0,
+            )
             s.add(row)
             s.flush()
             return _session_info(row)
@@ -319,7 +344,14 @@ class ChatStore:
 
     # --- messages -------------------------------------------------------------------------
 
-    async def begin_turn(self, session_id: str, *, turn_id: str, text: str) -> TurnStart:
+    async def begin_turn(
+        self,
+        session_id: str,
+        *,
+        turn_id: str,
+        text: str,
+        safety: dict[str, Any] | None = None,
+    ) -> TurnStart:
         """Store the user's message and read what the model needs, in one transaction."""
 
         def begin(s: Session) -> TurnStart:
@@ -329,7 +361,10 @@ class ChatStore:
             if not row.title:
                 row.title = text[:80]
             (message,) = _append(
-                s, session_id, [NewMessage(turn_id, "user", text)], touch_session=True
+                s,
+                session_id,
+                [NewMessage(turn_id, "user", text, safety=safety)],
+                touch_session=True,
             )
             info = _session_info(row)
             return TurnStart(info, message, _history(s, session_id, info.summary_until))
@@ -347,7 +382,7 @@ class ChatStore:
         session_id: str,
         *,
         turn_id: str,
-        role: Literal["user", "assistant", "tool"],
+        role: Role,
         content: str,
         status: MessageStatus = "complete",
         tool_calls: Sequence[ToolCall] = (),
@@ -356,6 +391,8 @@ class ChatStore:
         model: str = "",
         citations: Sequence[dict[str, Any]] = (),
         reasoning: str = "",
+        safety: dict[str, Any] | None = None,
+        author: str = "",
     ) -> MessageRecord:
         """Append one message and commit it."""
         item = NewMessage(
@@ -369,6 +406,8 @@ class ChatStore:
             model,
             tuple(citations),
             reasoning,
+            safety,
+            author,
         )
         return (await self.add_messages(session_id, [item]))[0]
 
@@ -381,6 +420,7 @@ class ChatStore:
         reasoning: str = "",
         model: str = "",
         citations: Sequence[dict[str, Any]] = (),
+        safety: dict[str, Any] | None = None,
     ) -> None:
         """Rewrite a streaming answer."""
         values: dict[str, Any] = {
@@ -392,6 +432,8 @@ class ChatStore:
         }
         if model:
             values["model"] = model
+        if safety is not None:
+            values["safety"] = safety
 
         def write(s: Session) -> None:
             result = s.execute(update(Message).where(Message.id == message_id).values(**values))

@@ -15,7 +15,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from healtrace.agent._textcalls import TextCallSplitter, loads_or_text
 from healtrace.agent.citations import KnowledgeSearch, render_excerpts
@@ -28,6 +28,8 @@ from healtrace.agent.events import (
     Token,
     ToolCallEvent,
     ToolResultEvent,
+    TriageEvent,
+    TurnHeld,
     TurnStarted,
 )
 from healtrace.agent.events import (
@@ -49,6 +51,12 @@ from healtrace.errors import HealTraceError, localized
 from healtrace.prompts import load_prompt
 from healtrace.tools.core import ToolContext, ToolOutcome, ToolRegistry
 
+if TYPE_CHECKING:
+    from healtrace.audit import AuditLog
+    from healtrace.safety.output import OutputGuard
+    from healtrace.safety.policy import SafetyPolicy
+    from healtrace.safety.types import TriageResult
+
 log = logging.getLogger(__name__)
 
 #: How often a streaming answer is written to the database (seconds).
@@ -64,6 +72,25 @@ class UserTurn:
     patient_id: str | None = None
     tenant_id: str | None = None
     client_message_id: str | None = None
+
+
+class OpenHandoff(Protocol):
+    @property
+    def status(self) -> str: ...
+
+
+class HandoffGate(Protocol):
+    """What a turn needs of the handoff desk (``healtrace.handoff.HandoffDesk``)."""
+
+    async def current(self, session_id: str) -> OpenHandoff | None: ...
+
+    async def request(
+        self,
+        session_id: str,
+        *,
+        reason: Literal["patient_request", "triage"],
+        triage: dict[str, Any] | None = None,
+    ) -> OpenHandoff: ...
 
 
 class TurnCancelled(Exception):
@@ -89,6 +116,7 @@ class _AnswerWriter:
         self._dirty = False
         self._pending: asyncio.Task[Any] | None = None
         self.citations: list[dict[str, Any]] = []
+        self.safety: dict[str, Any] | None = None
 
     def add(self, text: str) -> None:
         self.text += text
@@ -127,6 +155,7 @@ class _AnswerWriter:
                 model=model,
                 citations=self.citations,
                 reasoning=self.reasoning,
+                safety=self.safety,
             )
             self.message_id = record.id
             return record.id
@@ -137,6 +166,7 @@ class _AnswerWriter:
             reasoning=self.reasoning,
             model=model,
             citations=self.citations,
+            safety=self.safety,
         )
         return self.message_id
 
@@ -184,6 +214,9 @@ class Orchestrator:
         settings: Settings,
         summary_model: ModelBackend | None = None,
         knowledge: KnowledgeSearch | None = None,
+        safety: SafetyPolicy | None = None,
+        handoffs: HandoffGate | None = None,
+        audit: AuditLog | None = None,
     ) -> None:
         self.model = model
         self.tools = tools
@@ -191,6 +224,9 @@ class Orchestrator:
         self.settings = settings
         self.knowledge = knowledge
         self.summary_model = summary_model or model
+        self.safety = safety
+        self.handoffs = handoffs
+        self.audit = audit
         self._summary_tasks: set[asyncio.Task[None]] = set()
         self._summarising: set[str] = set()
 
@@ -212,8 +248,25 @@ class Orchestrator:
     async def run_turn(
         self, turn: UserTurn, *, cancel: asyncio.Event | None = None
     ) -> AsyncIterator[Event]:
-        """Run one turn, yielding its events. The last event is ``answer_done`` or ``error``."""
-        started = await self.store.begin_turn(turn.session_id, turn_id=turn.turn_id, text=turn.text)
+        """Run one turn, yielding its events.
+
+        The last event is ``answer_done``, ``error`` or ``turn_held``. Triage comes first,
+        in code, before the model is asked anything: a red flag reaches the patient even
+        when every model backend is down.
+        """
+        from healtrace.safety.policy import advice, stored_triage
+
+        triage = (
+            self.safety.assess(turn.text, turn.locale, turn.tenant_id)
+            if self.safety is not None
+            else None
+        )
+        started = await self.store.begin_turn(
+            turn.session_id,
+            turn_id=turn.turn_id,
+            text=turn.text,
+            safety={"triage": stored_triage(triage, turn.locale)} if triage else None,
+        )
         session = started.session
         yield TurnStarted(
             session_id=turn.session_id,
@@ -221,7 +274,30 @@ class Orchestrator:
             user_message_id=started.user_message.id,
             locale=turn.locale,
             client_message_id=turn.client_message_id,
+            text=turn.text,
         )
+        if triage is not None and self.safety is not None:
+            yield self._triage_event(turn, triage, advice(triage, turn.locale))
+            reviewed = await self.safety.review(turn.text, turn.locale, triage)
+            if reviewed.level != triage.level:
+                triage = reviewed
+                yield self._triage_event(turn, triage, advice(triage, turn.locale))
+            if triage.is_red_flag and self.audit is not None:
+                await self.audit.append(
+                    tenant_id=session.tenant_id,
+                    actor="system",
+                    action="triage_escalated",
+                    session_id=turn.session_id,
+                    details={
+                        "message_id": started.user_message.id,
+                        "level": triage.level.value,
+                        "codes": sorted({r.code for r in triage.reasons}),
+                    },
+                )
+            held = await self._handoff_step(turn, triage)
+            if held is not None:
+                yield held
+                return
         writer = _AnswerWriter(self.store, turn.session_id, turn.turn_id)
         ctx = ToolContext(
             session_id=turn.session_id,
@@ -247,6 +323,13 @@ class Orchestrator:
             # message stays what the user wrote.
             question = messages[-1]
             messages[-1] = ChatMessage(role="user", content=f"{question.content}\n\n{excerpts}")
+        guard = (
+            self.safety.guard(turn.locale, knowledge_used=bool(excerpts), level=triage.level)
+            if self.safety is not None and triage is not None
+            else None
+        )
+        raw_answer = ""
+        tools_ok = 0
         tool_calls_made = 0
         executed: set[tuple[str, str]] = set()
         force_answer = False
@@ -272,6 +355,10 @@ class Orchestrator:
                         shown = splitter.feed(delta.text) if splitter else delta.text
                         if shown:
                             round_text += shown
+                            raw_answer += shown
+                            if guard is not None:
+                                shown = guard.feed(shown)
+                        if shown:
                             writer.add(shown)
                             yield Token(
                                 session_id=turn.session_id, turn_id=turn.turn_id, text=shown
@@ -293,11 +380,22 @@ class Orchestrator:
                     calls.extend(rest.calls)
                     if rest.text:
                         round_text += rest.text
-                        writer.add(rest.text)
-                        yield Token(
-                            session_id=turn.session_id, turn_id=turn.turn_id, text=rest.text
-                        )
+                        raw_answer += rest.text
+                        shown = guard.feed(rest.text) if guard is not None else rest.text
+                        if shown:
+                            writer.add(shown)
+                            yield Token(
+                                session_id=turn.session_id, turn_id=turn.turn_id, text=shown
+                            )
                 if not calls:
+                    checks: list[dict[str, str]] = []
+                    if guard is not None:
+                        tail = self._finish_guard(
+                            guard, ctx, raw_answer, writer, tool_sourced=tools_ok > 0
+                        )
+                        checks = writer.safety["checks"] if writer.safety else []
+                        if tail:
+                            yield Token(session_id=turn.session_id, turn_id=turn.turn_id, text=tail)
                     cited = ctx.citations.cited_in(writer.text)
                     writer.citations = [c.stored() for c in cited]
                     for source in cited:
@@ -322,7 +420,19 @@ class Orchestrator:
                         finish_reason=finish_reason,
                         model=self.model.model_id,
                         tool_calls=tool_calls_made,
+                        checks=checks,
                     )
+                    if checks and self.audit is not None:
+                        await self.audit.append(
+                            tenant_id=session.tenant_id,
+                            actor="system",
+                            action="output_checked",
+                            session_id=turn.session_id,
+                            details={
+                                "message_id": message_id,
+                                "rules": sorted({c["rule"] for c in checks}),
+                            },
+                        )
                     self._maybe_summarise(session, turn.locale, window)
                     return
                 if not allow_tools:
@@ -351,6 +461,7 @@ class Orchestrator:
                         arguments=_args_for_event(call.arguments),
                     )
                 outcomes = await self._run_tools(calls, ctx, cancel)
+                tools_ok += sum(1 for o in outcomes if o.ok)
                 messages.append(
                     ChatMessage(role="assistant", content=round_text, tool_calls=tuple(calls))
                 )
@@ -407,6 +518,67 @@ class Orchestrator:
         except HealTraceError as exc:
             log.warning("turn %s failed: %s (%s)", turn.turn_id, exc.code, type(exc).__name__)
             yield await self._fail(turn, writer, exc.code, "error", **exc.params)
+
+    def _triage_event(self, turn: UserTurn, triage: TriageResult, text: str) -> TriageEvent:
+        return TriageEvent(
+            session_id=turn.session_id,
+            turn_id=turn.turn_id,
+            level=triage.level.value,
+            reasons=[r.to_dict(turn.locale) for r in triage.reasons],
+            emergency_number=triage.emergency_number,
+            advice=text,
+        )
+
+    async def _handoff_step(self, turn: UserTurn, triage: TriageResult) -> TurnHeld | None:
+        """Queue the session when the patient asks for a person or triage says so; hold the
+        turn (no assistant answer) while a clinician has the session."""
+        if self.handoffs is None or self.safety is None:
+            return None
+        from healtrace.handoff.desk import patient_text
+        from healtrace.safety.policy import stored_triage
+
+        current = await self.handoffs.current(turn.session_id)
+        if current is not None and current.status == "active":
+            return TurnHeld(
+                session_id=turn.session_id,
+                turn_id=turn.turn_id,
+                reason="clinician",
+                message=patient_text("held", turn.locale),
+            )
+        by_triage = self.safety.wants_handoff(triage)
+        if current is None and (triage.wants_human or by_triage):
+            await self.handoffs.request(
+                turn.session_id,
+                reason="triage" if by_triage else "patient_request",
+                triage=stored_triage(triage, turn.locale) if triage.is_red_flag else None,
+            )
+        if triage.wants_human and not triage.is_red_flag:
+            # The message asked for a person: the queue event answers it, not the model.
+            return TurnHeld(
+                session_id=turn.session_id, turn_id=turn.turn_id, reason="handoff_requested"
+            )
+        return None
+
+    @staticmethod
+    def _finish_guard(
+        guard: OutputGuard,
+        ctx: ToolContext,
+        raw_answer: str,
+        writer: _AnswerWriter,
+        *,
+        tool_sourced: bool,
+    ) -> str:
+        """Release what the guard held back, and record its edits with the answer.
+
+        An answer is sourced when it cites the knowledge base or rests on tool results
+        (which the patient sees as ``tool_result`` events)."""
+        cited = tool_sourced or bool(ctx.citations.cited_in(raw_answer))
+        result = guard.finish(cited=cited)
+        if result.text:
+            writer.add(result.text)
+        checks = [{"code": a.code, "rule": a.rule, "detail": a.detail} for a in result.actions]
+        writer.safety = {"checks": checks, "blocked": result.blocked} if checks else None
+        return result.text
 
     async def _retrieve(self, turn: UserTurn, ctx: ToolContext) -> str:
         """Excerpts for the question, numbered in the turn's ledger ("" without a knowledge

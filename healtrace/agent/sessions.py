@@ -13,7 +13,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from healtrace.agent.events import AnswerDone, ErrorEvent, Event
+from healtrace.agent.events import AnswerDone, ErrorEvent, Event, TurnHeld
 from healtrace.agent.memory import ChatStore
 from healtrace.agent.orchestrator import Orchestrator, UserTurn
 from healtrace.errors import InputError, localized
@@ -90,7 +90,7 @@ class EventHub:
         log_.buffer.append(stamped)
         for queue in log_.subscribers:
             queue.put_nowait(stamped)
-        if isinstance(stamped, AnswerDone | ErrorEvent):
+        if isinstance(stamped, AnswerDone | ErrorEvent | TurnHeld):
             await self.store.set_last_seq(stamped.session_id, stamped.seq)
         return stamped
 
@@ -184,7 +184,7 @@ class TurnRunner:
     async def _run(self, turn: UserTurn, cancel: asyncio.Event) -> None:
         try:
             async for event in self.orchestrator.run_turn(turn, cancel=cancel):
-                if isinstance(event, AnswerDone | ErrorEvent):
+                if isinstance(event, AnswerDone | ErrorEvent | TurnHeld):
                     # The session is free for the next message as soon as the client can
                     # see that this one ended.
                     self._release(turn)

@@ -78,6 +78,13 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 STATUS_FOR_CODE = {
     "auth_required": 401,
     "auth_invalid": 401,
+    "login_failed": 401,
+    "console_login_required": 401,
+    "handoff_not_found": 404,
+    "handoff_not_waiting": 409,
+    "handoff_not_yours": 409,
+    "no_handoff_waiting": 409,
+    "draft_failed": 503,
     "session_not_found": 404,
     "turn_in_progress": 409,
     "message_too_long": 413,

@@ -54,9 +54,32 @@ class Ping(_Frame):
     type: Literal["ping"]
 
 
-ClientFrame = Annotated[Hello | UserMessage | Cancel | Resume | Ping, Field(discriminator="type")]
+class RequestHandoff(_Frame):
+    """The patient asks for a person (the page's button; typed requests are recognised too)."""
+
+    type: Literal["request_handoff"]
+
+
+class CancelHandoff(_Frame):
+    """The patient no longer wants to wait for a person."""
+
+    type: Literal["cancel_handoff"]
+
+
+ClientFrame = Annotated[
+    Hello | UserMessage | Cancel | Resume | Ping | RequestHandoff | CancelHandoff,
+    Field(discriminator="type"),
+]
 CLIENT_FRAME: TypeAdapter[ClientFrame] = TypeAdapter(ClientFrame)
-CLIENT_TYPES = ("hello", "user_message", "cancel", "resume", "ping")
+CLIENT_TYPES = (
+    "hello",
+    "user_message",
+    "cancel",
+    "resume",
+    "ping",
+    "request_handoff",
+    "cancel_handoff",
+)
 
 
 class HelloOk(BaseModel):

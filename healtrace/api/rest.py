@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from healtrace import __version__
-from healtrace.agent.events import AnswerDone, ErrorEvent, ToolCallEvent
+from healtrace.agent.events import AnswerDone, ErrorEvent, ToolCallEvent, TriageEvent, TurnHeld
 from healtrace.agent.memory import MessageRecord, SessionInfo
 from healtrace.agent.orchestrator import UserTurn
 from healtrace.api._http import KeyId, error_response, request_locale, services_of
@@ -54,7 +56,7 @@ class MessageOut(BaseModel):
     id: str
     position: int
     turn_id: str
-    role: Literal["user", "assistant", "tool"]
+    role: Literal["user", "assistant", "tool", "clinician"]
     content: str
     status: str
     created_at: datetime
@@ -63,6 +65,10 @@ class MessageOut(BaseModel):
     tool_call_id: str | None = None
     tool_name: str | None = None
     citations: list[dict[str, Any]] = []
+    #: Triage of a user message; output checks of an answer.
+    safety: dict[str, Any] | None = None
+    #: The clinician who wrote a clinician message.
+    author: str = ""
 
     @classmethod
     def of(cls, m: MessageRecord) -> MessageOut:
@@ -81,6 +87,8 @@ class MessageOut(BaseModel):
             tool_call_id=m.tool_call_id,
             tool_name=m.tool_name,
             citations=list(m.citations),
+            safety=m.safety,
+            author=m.author,
         )
 
 
@@ -91,11 +99,17 @@ class MessageIn(BaseModel):
 
 class TurnOut(BaseModel):
     turn_id: str
+    #: The answer's id ("" when the turn was held for a clinician).
     message_id: str
     text: str
+    #: ``stop``, ``length``, ``cancelled``, or ``held`` (a clinician has the conversation).
     finish_reason: str
     model: str
     tool_calls: list[dict[str, Any]]
+    #: Red-flag triage of the message: level, reasons, emergency number, advice.
+    triage: dict[str, Any] | None = None
+    #: Output safety checks that changed the answer.
+    checks: list[dict[str, str]] = []
 
 
 class ErrorBody(BaseModel):
@@ -195,18 +209,35 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
     if not body.text.strip():
         return error_response("empty_message", locale)
     events = await services.hub.subscribe(session_id)
-    turn = UserTurn(session_id=session_id, text=body.text, locale=locale)
+    turn = UserTurn(
+        session_id=session_id, text=body.text, locale=locale, tenant_id=session.tenant_id
+    )
     try:
         services.runner.start(turn)
     except InputError as exc:
         await events.aclose()
         return error_response(exc.code, locale)
     calls: list[dict[str, Any]] = []
+    triage: dict[str, Any] | None = None
     try:
         async for event in events:
             if getattr(event, "turn_id", None) != turn.turn_id:
                 continue
-            if isinstance(event, ToolCallEvent):
+            if isinstance(event, TriageEvent):
+                triage = event.model_dump(
+                    include={"level", "reasons", "emergency_number", "advice"}
+                )
+            elif isinstance(event, TurnHeld):
+                return TurnOut(
+                    turn_id=turn.turn_id,
+                    message_id="",
+                    text=event.message,
+                    finish_reason="held",
+                    model="",
+                    tool_calls=calls,
+                    triage=triage,
+                )
+            elif isinstance(event, ToolCallEvent):
                 calls.append(
                     {"id": event.call_id, "name": event.name, "arguments": event.arguments}
                 )
@@ -218,9 +249,18 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
                     finish_reason=event.finish_reason,
                     model=event.model,
                     tool_calls=calls,
+                    triage=triage,
+                    checks=event.checks,
                 )
             elif isinstance(event, ErrorEvent):
-                return error_response(event.code, locale)
+                response = error_response(event.code, locale)
+                if triage is not None:
+                    # The model failed, but the triage did not: a red flag still reaches
+                    # the caller with the emergency number.
+                    payload = json.loads(bytes(response.body))
+                    payload["triage"] = triage
+                    response = JSONResponse(payload, status_code=response.status_code)
+                return response
     finally:
         await events.aclose()
     return error_response("internal_error", locale, status=500)

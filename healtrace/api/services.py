@@ -15,7 +15,10 @@ from healtrace.agent.models.base import ModelBackend
 from healtrace.agent.models.router import build_router
 from healtrace.agent.orchestrator import Orchestrator
 from healtrace.agent.sessions import EventHub, TurnRunner
+from healtrace.audit import AuditLog
 from healtrace.config import Settings
+from healtrace.handoff import ClinicianStore, HandoffDesk
+from healtrace.safety.policy import SafetyPolicy
 from healtrace.storage import Database
 from healtrace.tools.core import ToolRegistry, load_tools
 
@@ -37,11 +40,16 @@ class Services:
     orchestrator: Orchestrator
     hub: EventHub
     runner: TurnRunner
+    audit: AuditLog
+    clinicians: ClinicianStore
+    handoffs: HandoffDesk
+    safety: SafetyPolicy
     #: The knowledge base the service opened itself (None if disabled or passed in).
     knowledge: KnowledgeBase | None = None
 
     async def aclose(self) -> None:
         await self.runner.aclose()
+        self.handoffs.close()
         self.hub.close()
         await self.orchestrator.aclose()
         await self.model.aclose()
@@ -75,10 +83,22 @@ async def build_services(
         knowledge = owned_kb
     if knowledge is None:
         tools = tools.without("knowledge")
-    orchestrator = Orchestrator(
-        model=model, tools=tools, store=store, settings=settings, knowledge=knowledge
-    )
     hub = EventHub(store, buffer_events=settings.replay_buffer_events)
+    audit = AuditLog(db)
+    safety = SafetyPolicy.from_settings(settings.safety, model)
+    handoffs = HandoffDesk(store=store, hub=hub, model=model)
+    orchestrator = Orchestrator(
+        model=model,
+        tools=tools,
+        store=store,
+        settings=settings,
+        knowledge=knowledge,
+        safety=safety,
+        handoffs=handoffs,
+        audit=audit,
+    )
+    runner = TurnRunner(orchestrator, hub)
+    handoffs.cancel_turn = runner.cancel
     return Services(
         knowledge=owned_kb,
         settings=settings,
@@ -88,7 +108,11 @@ async def build_services(
         tools=tools,
         orchestrator=orchestrator,
         hub=hub,
-        runner=TurnRunner(orchestrator, hub),
+        runner=runner,
+        audit=audit,
+        clinicians=ClinicianStore(db, login_hours=settings.safety.console_session_hours),
+        handoffs=handoffs,
+        safety=safety,
     )
 
 

@@ -28,15 +28,17 @@ from healtrace.api.protocol import (
     CLOSE_NOT_FOUND,
     CLOSE_ORIGIN,
     Cancel,
+    CancelHandoff,
     Hello,
     HelloOk,
     Ping,
     Pong,
+    RequestHandoff,
     Resume,
     UserMessage,
 )
 from healtrace.api.services import Services
-from healtrace.errors import InputError, NotFoundError, localized
+from healtrace.errors import ConflictError, InputError, NotFoundError, localized
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -55,6 +57,7 @@ class _Connection:
         self.locale = pick_locale(ws.headers.get("accept-language"), self.settings.default_locale)
         self.key_id: str | None = None
         self.session_id: str | None = None
+        self.tenant_id: str | None = None
         self.forwarder: asyncio.Task[None] | None = None
         self._send_lock = asyncio.Lock()
 
@@ -135,6 +138,7 @@ class _Connection:
         else:
             session = await store.create_session(self.key_id, locale=self.locale)
         self.session_id = session.id
+        self.tenant_id = session.tenant_id
         stream = await self.services.hub.subscribe(session.id, after_seq=frame.resume_from_seq)
         complete = stream.complete
         await self.send(
@@ -186,6 +190,14 @@ class _Connection:
                 self._follow(stream)
             elif isinstance(frame, Ping):
                 await self.send(Pong())
+            elif isinstance(frame, RequestHandoff):
+                # The answer is the ``handoff`` event on the session stream.
+                await self.services.handoffs.request(self.session_id, reason="patient_request")
+            elif isinstance(frame, CancelHandoff):
+                try:
+                    await self.services.handoffs.cancel(self.session_id)
+                except ConflictError as exc:
+                    await self.send(_error(exc.code, self.locale))
             elif isinstance(frame, Hello):
                 await self.send(_error("invalid_event", self.locale, detail="hello sent twice"))
 
@@ -204,6 +216,7 @@ class _Connection:
             text=text,
             locale=self.locale,
             client_message_id=frame.client_message_id,
+            tenant_id=self.tenant_id,
         )
         try:
             self.services.runner.start(turn)

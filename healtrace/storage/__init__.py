@@ -1,6 +1,25 @@
 """Relational storage: SQLite by default, PostgreSQL by URL; Alembic migrations."""
 
 from healtrace.storage.database import Database
-from healtrace.storage.models import ApiKey, Base, ChatSession, Message
+from healtrace.storage.models import (
+    ApiKey,
+    AuditEntry,
+    Base,
+    ChatSession,
+    Clinician,
+    ClinicianLogin,
+    Handoff,
+    Message,
+)
 
-__all__ = ["ApiKey", "Base", "ChatSession", "Database", "Message"]
+__all__ = [
+    "ApiKey",
+    "AuditEntry",
+    "Base",
+    "ChatSession",
+    "Clinician",
+    "ClinicianLogin",
+    "Database",
+    "Handoff",
+    "Message",
+]

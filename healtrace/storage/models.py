@@ -1,11 +1,12 @@
-"""Tables for sessions, messages and API keys (SQLAlchemy 2 declarative, typed)."""
+"""Tables for sessions, messages, API keys, clinicians, handoffs and the audit log
+(SQLAlchemy 2 declarative, typed)."""
 
 from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, ForeignKey, Index, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 
@@ -26,6 +27,8 @@ class ApiKey(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     #: SHA-256 of the whole key. Keys are 256-bit random, so a fast hash is enough.
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The organisation (hospital) the key belongs to; its sessions are its clinicians' to see.
+    tenant_id: Mapped[str] = mapped_column(String(64), default="default", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
@@ -35,6 +38,7 @@ class ChatSession(Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)
     api_key_id: Mapped[str] = mapped_column(ForeignKey("api_keys.id"), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), default="default", index=True)
     title: Mapped[str] = mapped_column(String(200), default="")
     locale: Mapped[str] = mapped_column(String(16), default="en")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -68,6 +72,10 @@ class Message(Base):
     tool_name: Mapped[str | None] = mapped_column(String(64), nullable=True)
     #: Sources the answer cites (marker, chunk and document ids, title, section, URL).
     citations: Mapped[list[dict[str, Any]] | None] = mapped_column(JSON, nullable=True)
+    #: Safety record: triage of a user message, output checks of an answer.
+    safety: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    #: Who wrote a clinician message (the clinician's display name).
+    author: Mapped[str] = mapped_column(String(200), default="")
     #: complete | streaming | cancelled | error | interrupted
     status: Mapped[str] = mapped_column(String(16), default="complete")
     model: Mapped[str] = mapped_column(String(200), default="")
@@ -77,3 +85,71 @@ class Message(Base):
     )
 
     session: Mapped[ChatSession] = relationship(back_populates="messages")
+
+
+class Clinician(Base):
+    __tablename__ = "clinicians"
+    __table_args__ = (Index("ix_clinicians_tenant_username", "tenant_id", "username", unique=True),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64), default="default")
+    username: Mapped[str] = mapped_column(String(100))
+    display_name: Mapped[str] = mapped_column(String(200))
+    role: Mapped[str] = mapped_column(String(32), default="nurse")
+    #: ``scrypt$n$r$p$salt$hash`` (hex).
+    password_hash: Mapped[str] = mapped_column(String(300))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    disabled_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ClinicianLogin(Base):
+    """A console login: the cookie carries the token, the table its hash."""
+
+    __tablename__ = "clinician_logins"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    clinician_id: Mapped[str] = mapped_column(ForeignKey("clinicians.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class Handoff(Base):
+    """A session's request for a person: waiting → active → closed."""
+
+    __tablename__ = "handoffs"
+    __table_args__ = (Index("ix_handoffs_tenant_status", "tenant_id", "status"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str] = mapped_column(
+        ForeignKey("chat_sessions.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="waiting")
+    #: patient_request | triage
+    reason: Mapped[str] = mapped_column(String(32))
+    triage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    clinician_id: Mapped[str | None] = mapped_column(ForeignKey("clinicians.id"), nullable=True)
+    #: taken over | handed back | cancelled by the patient
+    outcome: Mapped[str] = mapped_column(String(32), default="")
+    requested_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    taken_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    closed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class AuditEntry(Base):
+    """Append-only, hash-chained: each entry's hash covers the previous entry's hash."""
+
+    __tablename__ = "audit_log"
+
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    tenant_id: Mapped[str] = mapped_column(String(64), index=True)
+    at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: ``clinician:<id>``, ``patient:<session id>`` or ``system``.
+    actor: Mapped[str] = mapped_column(String(100))
+    action: Mapped[str] = mapped_column(String(64))
+    session_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
+    details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    prev_hash: Mapped[str] = mapped_column(String(64))
+    hash: Mapped[str] = mapped_column(String(64), unique=True)
