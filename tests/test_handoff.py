@@ -236,7 +236,7 @@ async def test_tenants_are_isolated(server: LiveServer, keys: tuple[str, str]) -
 
 async def test_patient_can_cancel_waiting(server: LiveServer, keys: tuple[str, str]) -> None:
     key, _ = keys
-    ws, _session_id = await patient(server, key, locale="zh-CN")
+    ws, session_id = await patient(server, key, locale="zh-CN")
     try:
         await ws.send(json.dumps({"type": "cancel_handoff"}))
         error = await recv(ws)
@@ -245,6 +245,15 @@ async def test_patient_can_cancel_waiting(server: LiveServer, keys: tuple[str, s
         frames = await until(ws, "turn_held")
         waiting = next(f for f in frames if f["type"] == "handoff")
         assert waiting["status"] == "waiting" and "人工" in waiting["message"]
+        # A reloaded page learns where it stands: from the session, or by asking again.
+        async with httpx.AsyncClient(
+            base_url=server.http, headers={"Authorization": f"Bearer {key}"}
+        ) as client:
+            info = (await client.get(f"/v1/sessions/{session_id}")).json()
+        assert info["handoff"]["status"] == "waiting"
+        await ws.send(json.dumps({"type": "request_handoff"}))
+        again = await until(ws, "handoff")
+        assert again[-1]["handoff_id"] == waiting["handoff_id"]
         await ws.send(json.dumps({"type": "cancel_handoff"}))
         closed = await until(ws, "handoff")
         assert closed[-1]["status"] == "closed"

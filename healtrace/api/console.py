@@ -18,11 +18,12 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
 from healtrace.agent.sessions import Subscription
-from healtrace.api._http import origin_allowed, services_of
+from healtrace.api._http import origin_allowed, pick_locale, services_of
 from healtrace.api.protocol import CLOSE_AUTH, CLOSE_ORIGIN
 from healtrace.api.services import Services
-from healtrace.errors import AuthError, NotFoundError
+from healtrace.errors import AuthError, NotFoundError, localized
 from healtrace.handoff import ClinicianInfo
+from healtrace.storage.models import iso_utc
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["console"])
@@ -119,7 +120,7 @@ async def session_detail(request: Request, clinician: Me, session_id: str) -> di
             "content": m.content,
             "author": m.author,
             "status": m.status,
-            "created_at": m.created_at.isoformat(),
+            "created_at": iso_utc(m.created_at),
             "safety": m.safety,
             "citations": list(m.citations),
         }
@@ -131,8 +132,8 @@ async def session_detail(request: Request, clinician: Me, session_id: str) -> di
             "id": session.id,
             "title": session.title,
             "locale": session.locale,
-            "created_at": session.created_at.isoformat(),
-            "updated_at": session.updated_at.isoformat(),
+            "created_at": iso_utc(session.created_at),
+            "updated_at": iso_utc(session.updated_at),
         },
         "handoff": handoff.to_dict() if handoff else None,
         "messages": messages,
@@ -172,7 +173,7 @@ async def reply(request: Request, clinician: Me, session_id: str, body: ReplyIn)
             "content": message.content,
             "author": message.author,
             "status": message.status,
-            "created_at": message.created_at.isoformat(),
+            "created_at": iso_utc(message.created_at),
             "safety": None,
             "citations": [],
         }
@@ -207,10 +208,17 @@ class _ConsoleSocket:
         self.clinician = clinician
         self._send_lock = asyncio.Lock()
         self._watch: asyncio.Task[None] | None = None
+        self.locale = pick_locale(
+            ws.headers.get("accept-language"), services.settings.default_locale
+        )
 
     async def send(self, payload: str) -> None:
         async with self._send_lock:
             await self.ws.send_text(payload)
+
+    async def error(self, code: str, **params: Any) -> None:
+        message = localized(code, self.locale, **params)
+        await self.send(json.dumps({"type": "error", "code": code, "message": message}))
 
     async def pump_queue(self, queue: asyncio.Queue[dict[str, Any] | None]) -> None:
         while (item := await queue.get()) is not None:
@@ -229,7 +237,7 @@ class _ConsoleSocket:
         try:
             await _session_for(self.services, session_id, self.clinician)
         except NotFoundError:
-            await self.send(json.dumps({"type": "error", "code": "session_not_found"}))
+            await self.error("session_not_found")
             return
         await self.unwatch()
         stream = await self.services.hub.subscribe(session_id)
@@ -245,12 +253,12 @@ class _ConsoleSocket:
         while True:
             raw = await self.ws.receive_text()
             if len(raw) > 4096:
-                await self.send(json.dumps({"type": "error", "code": "frame_too_large"}))
+                await self.error("frame_too_large", size=len(raw), limit=4096)
                 continue
             try:
                 frame = json.loads(raw)
             except json.JSONDecodeError:
-                await self.send(json.dumps({"type": "error", "code": "invalid_json"}))
+                await self.error("invalid_json")
                 continue
             kind = frame.get("type") if isinstance(frame, dict) else None
             if kind == "watch" and isinstance(frame.get("session_id"), str):
@@ -260,7 +268,7 @@ class _ConsoleSocket:
             elif kind == "ping":
                 await self.send(json.dumps({"type": "pong"}))
             else:
-                await self.send(json.dumps({"type": "error", "code": "unknown_event_type"}))
+                await self.error("unknown_event_type", event_type=str(kind)[:40])
 
 
 @router.websocket("/v1/console/ws")

@@ -17,6 +17,7 @@ from healtrace.agent.memory import MessageRecord, SessionInfo
 from healtrace.agent.orchestrator import UserTurn
 from healtrace.api._http import KeyId, error_response, request_locale, services_of
 from healtrace.errors import InputError
+from healtrace.handoff import HandoffInfo
 
 router = APIRouter()
 
@@ -26,6 +27,13 @@ class SessionCreate(BaseModel):
     title: str = Field(default="", max_length=200)
 
 
+class HandoffOut(BaseModel):
+    id: str
+    status: Literal["waiting", "active", "closed"]
+    reason: str
+    clinician_name: str | None = None
+
+
 class SessionOut(BaseModel):
     id: str
     title: str
@@ -33,9 +41,11 @@ class SessionOut(BaseModel):
     created_at: datetime
     updated_at: datetime
     last_seq: int
+    #: The open handoff to a person, if any (a reloaded page shows where it stands).
+    handoff: HandoffOut | None = None
 
     @classmethod
-    def of(cls, s: SessionInfo) -> SessionOut:
+    def of(cls, s: SessionInfo, handoff: HandoffInfo | None = None) -> SessionOut:
         return cls(
             id=s.id,
             title=s.title,
@@ -43,6 +53,16 @@ class SessionOut(BaseModel):
             created_at=s.created_at,
             updated_at=s.updated_at,
             last_seq=s.last_seq,
+            handoff=(
+                HandoffOut(
+                    id=handoff.id,
+                    status=handoff.status,
+                    reason=handoff.reason,
+                    clinician_name=handoff.clinician_name,
+                )
+                if handoff
+                else None
+            ),
         )
 
 
@@ -170,7 +190,9 @@ async def list_sessions(request: Request, key_id: KeyId) -> list[SessionOut]:
 
 @router.get("/v1/sessions/{session_id}", tags=["sessions"], responses=ERRORS)
 async def get_session(request: Request, key_id: KeyId, session_id: str) -> SessionOut:
-    return SessionOut.of(await services_of(request).store.get_session(session_id, key_id))
+    services = services_of(request)
+    session = await services.store.get_session(session_id, key_id)
+    return SessionOut.of(session, await services.handoffs.current(session_id))
 
 
 @router.get("/v1/sessions/{session_id}/messages", tags=["sessions"], responses=ERRORS)

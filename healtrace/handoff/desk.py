@@ -29,7 +29,7 @@ from healtrace.errors import ConflictError, HealTraceError, InputError, NotFound
 from healtrace.handoff.accounts import ClinicianInfo
 from healtrace.prompts import load_prompt
 from healtrace.storage import ChatSession, Clinician, Handoff, Message
-from healtrace.storage.models import utcnow
+from healtrace.storage.models import iso_utc, utcnow
 
 log = logging.getLogger(__name__)
 
@@ -88,9 +88,9 @@ class HandoffInfo:
             "status": self.status,
             "reason": self.reason,
             "triage": self.triage,
-            "requested_at": self.requested_at.isoformat(),
-            "taken_at": self.taken_at.isoformat() if self.taken_at else None,
-            "closed_at": self.closed_at.isoformat() if self.closed_at else None,
+            "requested_at": iso_utc(self.requested_at),
+            "taken_at": iso_utc(self.taken_at) if self.taken_at else None,
+            "closed_at": iso_utc(self.closed_at) if self.closed_at else None,
             "clinician": (
                 {"id": self.clinician_id, "display_name": self.clinician_name}
                 if self.clinician_id
@@ -277,6 +277,9 @@ class HandoffDesk:
         info, created = await self.db.run(create)
         if created:
             await self._announce(info, "waiting")
+        else:
+            # Asked again (a reloaded page, say): tell the session where it stands.
+            await self._announce(info, info.status, session_only=True)
         return info
 
     async def cancel(self, session_id: str) -> HandoffInfo:
@@ -476,7 +479,14 @@ class HandoffDesk:
 
     # --- publishing -----------------------------------------------------------------------
 
-    async def _announce(self, info: HandoffInfo, key: str, *, name: str | None = None) -> None:
+    async def _announce(
+        self,
+        info: HandoffInfo,
+        key: str,
+        *,
+        name: str | None = None,
+        session_only: bool = False,
+    ) -> None:
         who = name or info.clinician_name or ""
         await self.hub.publish(
             HandoffEvent(
@@ -488,7 +498,8 @@ class HandoffDesk:
                 message=patient_text(key, info.locale, name=who),
             )
         )
-        self.feed.publish(info)
+        if not session_only:
+            self.feed.publish(info)
 
     def close(self) -> None:
         self.feed.close()

@@ -14,6 +14,13 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso_utc(at: datetime) -> str:
+    """ISO 8601 with the UTC offset (SQLite hands timezone-aware columns back naive)."""
+    if at.tzinfo is None:
+        at = at.replace(tzinfo=UTC)
+    return at.astimezone(UTC).isoformat()
+
+
 class Base(DeclarativeBase):
     pass
 
