@@ -14,6 +14,7 @@ import typer
 from healtrace import __version__
 from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.knowledge.cli import eval_app, knowledge_app
+from healtrace.safety.cli import eval_triage_command, triage_command
 
 if TYPE_CHECKING:
     from healtrace.storage import Database
@@ -30,7 +31,9 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(clinicians_app, name="clinicians")
 app.add_typer(audit_app, name="audit")
 app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
-app.add_typer(eval_app, name="eval", help="Evaluations (retrieval quality)")
+app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage quality)")
+app.command("triage")(triage_command)
+eval_app.command("triage")(eval_triage_command)
 
 
 @app.command()

@@ -14,7 +14,7 @@ from healtrace.config import SafetyConfig
 from healtrace.errors import localized
 from healtrace.safety.output import OutputGuard
 from healtrace.safety.second_opinion import SecondOpinion
-from healtrace.safety.triage import Triager
+from healtrace.safety.triage import Triager, default_triager
 from healtrace.safety.types import Level, TriageResult
 
 #: What the patient is told for each level (en, zh); ``{number}`` is the emergency number.
@@ -41,7 +41,8 @@ class SafetyPolicy:
         second_opinion: SecondOpinion | None = None,
     ) -> None:
         self.config = config
-        self.triager = triager or Triager()
+        # Compiling the lexicon takes about a second: share the one process-wide triager.
+        self.triager = triager or default_triager()
         self.second_opinion = second_opinion
 
     @classmethod
