@@ -47,6 +47,10 @@ async def test_triage_comes_before_the_model_and_is_stored(
     seen: list[str] = []
 
     def answer(request: ModelRequest) -> Step:
+        # The model is told what triage found, so its answer starts where the banner does.
+        question = request.messages[-1].content
+        assert question.startswith("My husband's face is drooping")
+        assert "urgency emergency" in question and "call 911 now" in question
         seen.append("model")
         return text_step("Please call 911 now.")
 
@@ -109,7 +113,12 @@ async def test_the_guard_edits_what_streams_and_what_is_stored(
 
 async def test_ordinary_answers_stream_untouched(store: ChatStore, settings: Settings) -> None:
     sid = await _session(store)
-    model = ScriptedModel([text_step("Hello! How can I help you today?")])
+
+    def greet(request: ModelRequest) -> Step:
+        assert request.messages[-1].content == "hello"  # no triage note without a red flag
+        return text_step("Hello! How can I help you today?")
+
+    model = ScriptedModel([greet])
     events = await _run(_orch(store, settings, model), sid, "hello")
     done = events[-1]
     assert isinstance(done, AnswerDone)

@@ -318,11 +318,13 @@ class Orchestrator:
         )
         messages = list(window.messages)
         excerpts = await self._retrieve(turn, ctx)
-        if excerpts:
-            # Excerpts ride with the question, where small models use them best; the stored
-            # message stays what the user wrote.
+        note = _triage_note(triage, turn.locale) if triage is not None else ""
+        if excerpts or note:
+            # Excerpts and the triage note ride with the question, where small models use
+            # them best; the stored message stays what the user wrote.
+            extra = "\n\n".join(part for part in (excerpts, note) if part)
             question = messages[-1]
-            messages[-1] = ChatMessage(role="user", content=f"{question.content}\n\n{excerpts}")
+            messages[-1] = ChatMessage(role="user", content=f"{question.content}\n\n{extra}")
         guard = (
             self.safety.guard(turn.locale, knowledge_used=bool(excerpts), level=triage.level)
             if self.safety is not None and triage is not None
@@ -687,6 +689,32 @@ class Orchestrator:
         for task in list(self._summary_tasks):
             task.cancel()
         await asyncio.gather(*self._summary_tasks, return_exceptions=True)
+
+
+def _triage_note(triage: TriageResult, locale: str) -> str:
+    """Tells the model what triage found, so its answer starts where the banner does.
+
+    Only for red flags; the patient has the triage event whatever the model writes."""
+    if not triage.is_red_flag:
+        return ""
+    zh = locale.lower().startswith("zh")
+    emergency = triage.level.value == "emergency"
+    if zh:
+        action = f"立即拨打 {triage.emergency_number} 或去急诊" if emergency else "今天就去看医生"
+    else:
+        action = (
+            f"call {triage.emergency_number} now or go to the emergency department"
+            if emergency
+            else "see a doctor today"
+        )
+    reasons = "; ".join(dict.fromkeys(r.message(locale) for r in triage.reasons[:3]))
+    return (
+        load_prompt("triage_note", locale)
+        .replace("{level}", triage.level.value)
+        .replace("{reasons}", reasons)
+        .replace("{number}", triage.emergency_number)
+        .replace("{action}", action)
+    )
 
 
 def localized_summary_label(locale: str) -> str:
