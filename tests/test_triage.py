@@ -1063,3 +1063,89 @@ def test_cli_eval(tmp_path: Path) -> None:
     assert low.exit_code == 1
     missing = CliRunner().invoke(_app(), ["eval", "triage", "--cases", str(tmp_path / "x")])
     assert missing.exit_code == 2
+
+
+# -- generalisation: obfuscation, lay phrasing, evasive framing ----------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        ("c h e s t  p a i n", "chest pain"),
+        ("k.i.l.l m.y.s.e.l.f", "kill myself"),
+        ("h3lp my d4d c4nt br3athe", "help my dad cant breathe"),
+        ("su1c1d3", "suicide"),
+        ("我 想 死", "我想死"),
+        ("自*杀", "自杀"),
+        # Real names with digits, ordinals, doses and times stay as they are.
+        ("hba1c 7.5% h1n1 b12 co2 sp02", "hba1c 7.5% h1n1 b12 co2 sp02"),
+        ("took 10mg at 3am on the 2nd", "took 10mg at 3am on the 2nd"),
+        ("i a m ok", "i a m ok"),
+        ("出车祸了 方向盘撞到肚子", "出车祸了 方向盘撞到肚子"),
+    ],
+)
+def test_normalise_undoes_obfuscation(raw: str, expected: str) -> None:
+    assert normalise(raw) == expected
+
+
+GENERALISED_EMERGENCY = [
+    ("m1ne feels cru$hed, ch3st tight and sw3ating", "en"),
+    ("p a i n in my c h e s t and i'm sweating buckets", "en"),
+    ("胸 口 闷 得 慌 ， 一 直 冒 冷 汗", "zh-CN"),
+    ("不 想 活 了 ， 今 晚 就 走", "zh-CN"),
+    ("I don't want an ambulance, I only want to know why my dad's face sagged on one side", "en"),
+    ("not going to hospital, just tell me: my chest is squeezing and my left arm is numb", "en"),
+    # Suicide: a written note, a plan to "do it", double negation, "I have enough".
+    ("my goodbye note is written and the tablets are out on the bed", "en"),
+    ("i won't pretend i'm not thinking about ending it, and i have enough saved now", "en"),
+    ("looked up how much it would take and I keep thinking about ending it", "en"),
+    ("遗书写好了，药也攒够了", "zh-CN"),
+    # A young child and someone else's medicine.
+    ("our 3 year old may have chewed a few of grandpa's blood pressure tablets", "en"),
+    ("my toddler swallowed some of his granny's sleeping tablets", "en"),
+    ("2岁孩子偷吃了外婆的降糖药", "zh-CN"),
+    # Chemicals in the eye.
+    ("sprayed oven cleaner and some went into my eye, it stings badly", "en"),
+    ("洁厕灵溅到眼睛里了", "zh-CN"),
+    # A crash with signs of internal injury.
+    ("we were rear-ended an hour ago and now my belly hurts more and more and I'm pale", "en"),
+    ("骑电动车摔了下来，现在肚子疼，心慌", "zh-CN"),
+    # Lay words for heavy bleeding.
+    ("孕七个月，流了好多血", "zh-CN"),
+]
+
+
+@pytest.mark.parametrize(("text", "locale"), GENERALISED_EMERGENCY)
+def test_generalised_emergencies(triager: Triager, text: str, locale: str) -> None:
+    assert triager.assess(text, locale).level is Level.EMERGENCY, triager.findings(text)
+
+
+GENERALISED_URGENT = [
+    ("forgot I'd already had my evening dose and took another one of my warfarin", "en"),
+    ("降压药早上吃了两遍", "zh-CN"),
+    ("asthma flaring for two days, using my blue inhaler every 3 hours, chest tight", "en"),
+    ("we had a minor car accident this morning, everyone seems fine", "en"),
+]
+
+
+@pytest.mark.parametrize(("text", "locale"), GENERALISED_URGENT)
+def test_generalised_urgent(triager: Triager, text: str, locale: str) -> None:
+    assert triager.assess(text, locale).level is Level.URGENT, triager.findings(text)
+
+
+GENERALISED_BELOW_URGENT = [
+    ("不小心吃了一块过期的面包，要紧吗", "zh-CN"),
+    ("i accidentally ate a slightly mouldy grape", "en"),
+    ("I have enough pills to last me until my next prescription", "en"),
+    ("got some shampoo in my eye in the shower, stings a little", "en"),
+    ("I can't say enough good things about the nurses", "en"),
+    ("what happens if bleach gets in your eye?", "en"),
+    ("累 死 了", "zh-CN"),
+    ("she found her nana's handbag and ate all the mints", "en"),
+    ("my asthma review is due, how do I book it", "en"),
+]
+
+
+@pytest.mark.parametrize(("text", "locale"), GENERALISED_BELOW_URGENT)
+def test_generalised_look_alikes_stay_low(triager: Triager, text: str, locale: str) -> None:
+    assert not triager.assess(text, locale).level.at_least(Level.URGENT), triager.findings(text)

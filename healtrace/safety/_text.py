@@ -47,6 +47,20 @@ _TRAD_MAP = {
 _CJK = r"\u3400-\u4dbf\u4e00-\u9fff"
 _CJK_LATIN = re.compile(rf"(?<=[{_CJK}])(?=[a-z0-9])|(?<=[a-z0-9])(?=[{_CJK}])")
 _SPACES = re.compile(r"[^\S\n]+")
+# Obfuscated text: "c h e s t", "c.h.e.s.t" (four or more single letters in a row),
+# "胸 口 好 痛" / "自*杀" (single Chinese characters split by spaces or symbols), and
+# leetspeak ("ch3st", "cru$hed": a run of look-alike symbols between two letters).
+_SPACED_LATIN = re.compile(r"(?<![\w])(?:[a-z][ .*_~-]){3,}[a-z](?![\w])")
+_SPACED_CJK = re.compile(rf"(?<![{_CJK}])(?:[{_CJK}] ){{2,}}[{_CJK}](?![{_CJK}])")
+_SPLIT_CJK = re.compile(rf"(?<=[{_CJK}])[*_~|/·•-]+(?=[{_CJK}])")
+_LEET = str.maketrans(
+    {"3": "e", "0": "o", "1": "i", "4": "a", "5": "s", "7": "t", "$": "s", "@": "a"}
+)
+_LEET_RUN = re.compile(r"(?<=[a-z])[013457$@]{1,2}(?=[a-z])")
+_LEET_TAIL = re.compile(r"(?<=[a-z])[30$]$")
+_LEET_TOKEN = re.compile(r"[\w$@]*[a-z][\w$@]*")
+#: Tokens with digits between letters that are real names (HbA1c, H1N1, B12, 3rd, 10mg …).
+_LEET_KEEP = re.compile(r"a1c|h\dn\d|^\d|[a-z]\d+$")
 _NEWLINES = re.compile(r" ?\n[\s]*")
 _APOSTROPHE = re.compile(r"'")
 #: Where a sentence ends. A full stop between digits (``38.5``) is not one.
@@ -66,10 +80,39 @@ def normalise(text: str) -> str:
     t = unicodedata.normalize("NFKC", text)
     t = t.translate(_ZERO_WIDTH).translate(_QUOTES).translate(_TRAD_MAP).lower()
     t = _APOSTROPHE.sub("", t)
+    t = _deobfuscate(t)
     t = _CJK_LATIN.sub(" ", t)
     t = _SPACES.sub(" ", t)
     t = _NEWLINES.sub("\n", t)
     return t.strip()
+
+
+def _unleet(m: re.Match[str]) -> str:
+    word = m.group(0)
+    if not _LEET_RUN.search(word) or _LEET_KEEP.search(_LEET_TAIL.sub("", word)):
+        return word
+    word = _LEET_RUN.sub(lambda r: r.group(0).translate(_LEET), word)
+    return _LEET_TAIL.sub(lambda r: r.group(0).translate(_LEET), word)
+
+
+def _despace(m: re.Match[str]) -> str:
+    """ "c h e s t" → "chest"; "k.i.l.l m.y.s.e.l.f" → "kill myself"."""
+    run = m.group(0)
+    if " " in run and re.search(r"[.*_~-]", run):
+        return re.sub(r"[.*_~-]", "", run)
+    return re.sub(r"[ .*_~-]", "", run)
+
+
+def _deobfuscate(t: str) -> str:
+    """Undo the usual ways of hiding words from a filter (cheap when there are none)."""
+    if _SPACED_LATIN.search(t):
+        t = _SPACED_LATIN.sub(_despace, t)
+    if _SPACED_CJK.search(t):
+        t = _SPACED_CJK.sub(lambda m: m.group(0).replace(" ", ""), t)
+    t = _SPLIT_CJK.sub("", t)
+    if _LEET_RUN.search(t):
+        t = _LEET_TOKEN.sub(_unleet, t)
+    return t
 
 
 Why = Literal["negated", "hypothetical", "history"]
