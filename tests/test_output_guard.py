@@ -128,10 +128,13 @@ def test_not_doctor_claims(text: str) -> None:
             "You definitely have an ear infection.",
             "This could be consistent with an ear infection;",
         ),
-        ("This is definitely the flu.", "This could be consistent with the flu;"),
+        ("This is definitely the flu.", "This is possibly consistent with the flu;"),
         ("I diagnose you with influenza.", "This could be consistent with influenza;"),
         ("Your diagnosis is bronchitis.", "This could be consistent with bronchitis;"),
-        ("I'm sure you have strep throat.", "This could be consistent with strep throat;"),
+        (
+            "I'm sure you have strep throat.",
+            "I'm not able to diagnose you: this could be consistent with strep throat;",
+        ),
         ("What you have is a cold.", "This could be consistent with a cold;"),
     ],
 )
@@ -139,6 +142,61 @@ def test_definitive_diagnoses_are_hedged_en(text: str, expected: str) -> None:
     guard, _, result = run(text)
     assert guard.text.startswith(expected)
     assert ("edited", "definitive_diagnosis") in {(a.code, a.rule) for a in result.actions}
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (
+            "This is definitely pneumonia.",
+            "This is possibly consistent with pneumonia; only a clinician who examines you "
+            "can diagnose it.",
+        ),
+        (
+            "It's clearly the flu, so rest.",
+            "It's possibly consistent with the flu; only a clinician who examines you can "
+            "diagnose it, so rest.",
+        ),
+        (
+            "It’s undoubtedly a migraine.",
+            "It’s possibly consistent with a migraine; only a clinician who examines you "
+            "can diagnose it.",
+        ),
+        (
+            "Rest well. Yes, that is certainly an ear infection.",
+            "Rest well. Yes, that is possibly consistent with an ear infection; only a "
+            "clinician who examines you can diagnose it.",
+        ),
+        (
+            "I am certain you have the flu.",
+            "I am not able to diagnose you: this could be consistent with the flu; only a "
+            "clinician who examines you can diagnose it.",
+        ),
+    ],
+)
+def test_a_diagnosis_after_a_common_opening_is_rewritten_from_the_adverb(
+    text: str, expected: str
+) -> None:
+    guard, _, result = run(text)
+    assert guard.text.startswith(expected)
+    assert ("edited", "definitive_diagnosis") in {(a.code, a.rule) for a in result.actions}
+    for pieces in ([text], list(text)):  # however it is split
+        assert run(text, pieces=pieces)[0].text == guard.text
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Yes, it is certainly possible.",
+        "I think this is definitely the flu.",
+        "It's clearly worth resting.",
+        "I'm sure you'll feel better soon.",
+    ],
+)
+def test_common_openings_with_an_adverb_but_no_diagnosis_are_left_alone(text: str) -> None:
+    guard, _, result = run(text)
+    assert guard.text.startswith(text)
+    assert "definitive_diagnosis" not in rules_of(result)
 
 
 @pytest.mark.parametrize(
@@ -452,6 +510,50 @@ def test_only_the_sentence_with_a_trigger_is_held() -> None:
     assert guard.feed("Drink water.") == "Drink water."
 
 
+@pytest.mark.parametrize(
+    "text",
+    [
+        "This is the answer.",
+        "That is a good question.",
+        "It is important to rest.",
+        "It's a good idea to rest.",
+        "This's fine.",
+    ],
+)
+def test_common_openings_stream_at_once(text: str) -> None:
+    guard = _guard()
+    tokens = split_tokens(text)
+    assert [guard.feed(token) for token in tokens] == tokens
+
+
+def test_the_hold_starts_at_the_distinctive_word() -> None:
+    guard = _guard()
+    assert guard.feed("This ") == "This "
+    assert guard.feed("is ") == "is "
+    assert guard.feed("def") == ""  # could still become "definitely"
+    assert guard.feed("initely ") == ""
+    assert guard.feed("pneumonia") == ""
+    assert guard.feed(". ") == (
+        "possibly consistent with pneumonia; only a clinician who examines you can diagnose it. "
+    )
+    guard = _guard()
+    assert guard.feed("I'm ") == ""  # could still become "I'm a doctor"
+    assert guard.feed("sure ") == "I'm "
+    assert guard.feed("it helps.") == ""
+    assert guard.finish(cited=True).text == "sure it helps."
+
+
+def test_zh_is_unaffected_by_the_common_opening_heads() -> None:
+    guard = _guard("zh-CN")
+    assert guard.feed("这是") == "这是"
+    assert guard.feed("一个") == "一个"
+    assert guard.feed("好问题。") == "好问题。"
+    guard, outs, result = run("这肯定是流感。")
+    assert "".join(outs[:-1]) == ""  # held until "。", then rewritten
+    assert guard.text.startswith("这可能与流感有关，确诊需要医生面诊。")
+    assert "definitive_diagnosis" in rules_of(result)
+
+
 def test_a_possible_trigger_is_held_only_until_it_is_decided() -> None:
     guard = _guard()
     assert guard.feed("Rest for 3") == "Rest for "
@@ -522,7 +624,8 @@ TRIGGER_WORDS = [
     "3 days", "0.5 g", "the lethal dose", "As your doctor, I", "I'm not a doctor",
     "if you have a fever", "我是医生", "你得了感冒", "每次服用 2 片", "如果你有", "致死量",
     "fever", "ibuprofen", "you", "I", "as", "take", "500", "mg", "taken", "youth", "This is",
-    "definitely", "suicide", "我", "你", "每", "1,000", " to ", "e.g.",
+    "definitely", "It's clearly", "I'm sure", "certain", "suicide", "我", "你", "每", "1,000",
+    " to ", "e.g.",
 ]  # fmt: skip
 
 

@@ -6,7 +6,10 @@ that may turn out to be a violation: "I am a", "you have", "take", a dose like "
 "我是", "你得了", "每次" ...). From the trigger on, that sentence is held back until it ends
 (``. ! ?`` followed by a space, ``。！？``, a newline, or ~400 held characters), checked as a
 whole, and released unchanged or rewritten. A word that could still grow into a trigger
-("yo", "500 m") is held only until the next piece of text decides it.
+("yo", "500 m") is held only until the next piece of text decides it. Triggers whose first
+words are very common sentence openings ("This is definitely", "It's clearly", "I'm sure")
+start at the distinctive word instead, and only after the right words, so "This is the …"
+streams at once; such a sentence is rewritten from that word on.
 
 Rules, each with a stable id recorded in :class:`OutputAction`:
 
@@ -16,6 +19,9 @@ Rules, each with a stable id recorded in :class:`OutputAction`:
 ``definitive_diagnosis``
     "You have pneumonia", "你得了流感" → hedged: "This could be consistent with …; only a
     clinician who examines you can diagnose it." / "这可能与……有关，确诊需要医生面诊".
+    "This is definitely pneumonia" keeps its streamed "This is " → "This is possibly
+    consistent with pneumonia; only a clinician …"; "I'm sure you have …" → "I'm not able
+    to diagnose you: this could be consistent with …".
 ``individual_dosing``
     A dose amount with a unit *and* an instruction aimed at this person (an imperative such
     as "Take …" / "每次服用 …", "you should/can take …", "你吃 …", "I recommend …") → the
@@ -160,10 +166,7 @@ _HEADS: dict[str, list[str]] = {
     "definitive_diagnosis": [
         *_expand("you{ have|'ve| suffer from}", "{you are|you're} suffering"),
         *_expand("you {definitely|certainly|clearly|obviously|undoubtedly}", "what you have"),
-        *_expand("{this|that|it} is {definitely|clearly|certainly|undoubtedly}"),
-        *_expand("{this|that|it}'s {definitely|clearly|certainly}"),
         *_expand("i{| can| would|'d| will} diagnose", "{your|my} diagnosis"),
-        *_expand("{i am|i'm} {sure|certain}"),
         *_expand("{你|您}{患|得了|得的|就是|肯定|一定|绝对|这是|这就是}", "我诊断", "诊断"),
         *_expand("确诊", "可以确定", "这{肯定|绝对|一定|就|明显}是"),
     ],
@@ -188,6 +191,17 @@ _HEADS: dict[str, list[str]] = {
     ],
 }
 
+#: Heads after very common words: (rule, what must come right before, distinctive words).
+#: Holding starts at the distinctive word, so "This is " / "It's " / "I'm " are not held.
+_ANCHORED_HEADS: list[tuple[str, str, list[str]]] = [
+    (
+        "definitive_diagnosis",
+        r"(?<![A-Za-z])(?:this|that|it)(?:\s++is|['’]s)\s++\Z",
+        _expand("{definitely|clearly|certainly|undoubtedly}"),
+    ),
+    ("definitive_diagnosis", r"(?<![A-Za-z])i(?:\s++am|['’]m)\s++\Z", _expand("{sure|certain}")),
+]
+
 _LETTERS = frozenset(string.ascii_letters)
 
 
@@ -203,9 +217,9 @@ class _Node:
         self.rules: frozenset[str] = frozenset()
 
 
-def _build_trie() -> _Node:
+def _build_trie(heads: dict[str, list[str]]) -> _Node:
     root = _Node()
-    for rule, phrases in _HEADS.items():
+    for rule, phrases in heads.items():
         for phrase in phrases:
             node = root
             for ch in " ".join(phrase.split()):
@@ -214,13 +228,18 @@ def _build_trie() -> _Node:
     return root
 
 
-_TRIE = _build_trie()
+_TRIE = _build_trie(_HEADS)
+_ANCHORED = [
+    (_build_trie({rule: words}), re.compile(context, re.IGNORECASE))
+    for rule, context, words in _ANCHORED_HEADS
+]
+_FIRST = frozenset(_TRIE.children).union(*(trie.children for trie, _ in _ANCHORED))
 
 
-def _walk(s: str, start: int, final: bool) -> tuple[frozenset[str], bool]:
+def _walk(trie: _Node, s: str, start: int, final: bool) -> tuple[frozenset[str], bool]:
     """Trigger phrases starting at ``start``: the rules of those complete there, and
     whether the text ends while a longer trigger is still possible (unless ``final``)."""
-    node = _TRIE
+    node = trie
     rules: frozenset[str] = frozenset()
     i, n = start, len(s)
     last = ""
@@ -300,14 +319,33 @@ def _find_trigger(s: str, start: int, final: bool) -> tuple[int, bool] | None:
             continue
         if ch in _LETTERS and p > 0 and s[p - 1] in _LETTERS:
             continue
-        if _fold(ch) not in _TRIE.children:
+        first = _fold(ch)
+        if first not in _FIRST:
             continue
-        rules, partial = _walk(s, p, final)
-        if rules and not (rules == {"definitive_diagnosis"} and _diag_excluded(s, p)):
-            return p, True
+        partial = False
+        if first in _TRIE.children:
+            rules, partial = _walk(_TRIE, s, p, final)
+            if rules and not _excluded(rules, s, p):
+                return p, True
+        for trie, context in _ANCHORED:
+            if first not in trie.children:
+                continue
+            rules, more = _walk(trie, s, p, final)
+            if not (rules or more):
+                continue
+            m = context.search(s, max(0, p - _CONTEXT), p)
+            if m is None:
+                continue
+            if rules and not _excluded(rules, s, m.start()):
+                return p, True
+            partial = partial or more
         if partial:
             return p, False
     return None
+
+
+def _excluded(rules: frozenset[str], s: str, start: int) -> bool:
+    return rules == {"definitive_diagnosis"} and _diag_excluded(s, start)
 
 
 # -- The checks on a finished sentence --------------------------------------------------
@@ -361,7 +399,8 @@ _DIAG_EN = [
     ),
     (
         re.compile(
-            r"\bi(?:\s+am|['’]m)\s+(?:sure|certain)\s+(?:that\s+)?you\s+(?:have|['’]ve\s+got)\s+",
+            r"\bi(?:\s+am|['’]m)\s+(?P<anchor>sure|certain)\s+(?:that\s+)?you\s+"
+            r"(?:have|['’]ve\s+got)\s+",
             _F,
         ),
         False,
@@ -374,7 +413,8 @@ _DIAG_EN = [
     (re.compile(r"\byou\s+have\s+(?:got\s+)?|\byou['’]ve\s+got\s+", _F), True),
     (
         re.compile(
-            r"\b(?:this|that|it)(?:\s+is|['’]s)\s+(?:definitely|clearly|certainly|undoubtedly)\s+",
+            r"\b(?:this|that|it)(?:\s+is|['’]s)\s+"
+            r"(?P<anchor>definitely|clearly|certainly|undoubtedly)\s+",
             _F,
         ),
         True,
@@ -526,6 +566,9 @@ def _diag_excluded(s: str, start: int) -> bool:
 @dataclass(frozen=True, slots=True)
 class _Diagnosis:
     start: int
+    #: Where a rewrite may start: the distinctive word after a common opening ("This is
+    #: definitely", "I'm sure"), else ``start``.
+    anchor: int
     #: Where the diagnosed condition's clause ends; the rest of the sentence follows.
     end: int
     condition: str
@@ -554,7 +597,8 @@ def _find_diagnosis(s: str, lo: int, min_end: int) -> _Diagnosis | None:
                 not _CONDITION.search(condition) or _NOT_A_CONDITION.match(condition)
             ):
                 continue
-            best = _Diagnosis(m.start(), end, condition)
+            anchor = m.start("anchor") if "anchor" in pattern.groupindex else m.start()
+            best = _Diagnosis(m.start(), anchor, end, condition)
             break
     return best
 
@@ -578,7 +622,13 @@ def _dosing(s: str, h: int) -> bool:
     return False
 
 
-def _hedge(condition: str, zh: bool, capital: bool) -> str:
+def _hedge(condition: str, zh: bool, capital: bool, lead: str = "") -> str:
+    """The hedged text; ``lead`` is the anchor word when the opening was already shown."""
+    if lead and not zh:
+        if lead.lower() in ("sure", "certain"):
+            return "not able to diagnose you: " + _hedge(condition, zh, False)
+        tail = "only a clinician who examines you can diagnose it"
+        return f"possibly consistent with {condition}; {tail}" if condition else tail
     if zh:
         return f"这可能与{condition}有关，确诊需要医生面诊" if condition else "能否确诊需要医生面诊"
     text = (
@@ -761,7 +811,7 @@ class OutputGuard:
             self._emit(held)
             return
         at_start = self._fresh and lo == 0 and _LIST_START.match(s[:h]) is not None
-        if doctor or dosing or (diag is not None and diag.start < h):
+        if doctor or dosing or (diag is not None and diag.anchor < h):
             parts: list[str] = []
             if doctor:
                 parts.append(_DOCTOR_TEXT[self._zh])
@@ -776,8 +826,10 @@ class OutputGuard:
             out: list[str] = []
             pos, found = h, diag
             while found is not None:
-                capital = at_start and _LIST_START.match(s[: found.start]) is not None
-                out += [s[pos : found.start], _hedge(found.condition, self._zh, capital)]
+                a = found.anchor
+                capital = at_start and _LIST_START.match(s[:a]) is not None
+                lead = s[a : a + 12].split()[0] if a > found.start else ""
+                out += [s[pos:a], _hedge(found.condition, self._zh, capital, lead)]
                 pos = found.end
                 found = _find_diagnosis(s, pos, pos)
             self._emit("".join(out) + s[pos:])
