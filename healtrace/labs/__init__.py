@@ -1,0 +1,1 @@
+"""Laboratory results: the analyte catalogue, units and conversions, derived values."""
