@@ -5,17 +5,20 @@ from __future__ import annotations
 
 import json
 
+from pydantic import BaseModel
+
 from healtrace.agent.events import AnswerDone, ErrorEvent, Event, TriageEvent
 from healtrace.agent.memory import ChatStore
 from healtrace.agent.models.base import ModelRequest
-from healtrace.agent.models.testing import ScriptedModel, Step, text_step
+from healtrace.agent.models.testing import ScriptedModel, Step, call_step, text_step
 from healtrace.agent.orchestrator import Orchestrator, UserTurn
 from healtrace.audit import AuditLog
 from healtrace.config import SafetyConfig, Settings
 from healtrace.errors import BackendUnavailable
 from healtrace.safety.policy import SafetyPolicy
 from healtrace.safety.second_opinion import SecondOpinion
-from healtrace.tools import ToolRegistry
+from healtrace.safety.types import Level, Reason
+from healtrace.tools import ToolContext, ToolRegistry, tool
 
 
 async def _session(store: ChatStore, locale: str = "en") -> str:
@@ -146,3 +149,50 @@ async def test_second_opinion_raises_but_never_lowers(store: ChatStore, settings
     triages = [e for e in events if isinstance(e, TriageEvent)]
     assert [t.level for t in triages] == ["urgent"]
     reviewer.assert_used_up()
+
+
+class _CriticalLab(BaseModel):
+    potassium: float
+
+    def triage_reasons(self) -> list[Reason]:
+        return [
+            Reason(
+                category="critical_lab",
+                code="critical_lab.potassium_high",
+                level=Level.EMERGENCY,
+                source="labs",
+                message_en="Potassium this high is dangerous.",
+                message_zh="血钾这么高很危险。",
+            )
+        ]
+
+
+@tool
+async def read_lab(ctx: ToolContext) -> _CriticalLab:
+    """Read the patient's lab result."""
+    return _CriticalLab(potassium=6.9)
+
+
+async def test_a_tool_can_raise_triage_mid_turn(store: ChatStore, settings: Settings) -> None:
+    sid = await _session(store)
+    model = ScriptedModel([call_step("read_lab", {}), text_step("Your potassium is high.")])
+    orch = Orchestrator(
+        model=model,
+        tools=ToolRegistry([read_lab]),
+        store=store,
+        settings=settings,
+        safety=SafetyPolicy(SafetyConfig()),
+    )
+    events = await _run(orch, sid, "what does my lab say?")
+    types = [e.type for e in events if e.type != "token"]
+    assert types == [
+        "turn_started",
+        "triage",
+        "tool_call",
+        "tool_result",
+        "triage",
+        "answer_done",
+    ]
+    raised = [e for e in events if isinstance(e, TriageEvent)][-1]
+    assert raised.level == "emergency" and raised.reasons[-1]["source"] == "labs"
+    assert "911" in raised.advice

@@ -484,6 +484,14 @@ class Orchestrator:
                         ok=outcome.ok,
                         content=outcome.content,
                     )
+                raised = _tool_triage(outcomes)
+                if raised and triage is not None and self.safety is not None:
+                    # A tool found something triage must hear (a critical lab value):
+                    # the level only goes up, and the patient is told before the answer.
+                    higher = triage.raised(raised)
+                    if higher.level != triage.level:
+                        triage = higher
+                        yield self._triage_event(turn, triage, advice(triage, turn.locale))
                 writer.store_later(
                     [
                         NewMessage(
@@ -689,6 +697,16 @@ class Orchestrator:
         for task in list(self._summary_tasks):
             task.cancel()
         await asyncio.gather(*self._summary_tasks, return_exceptions=True)
+
+
+def _tool_triage(outcomes: list[ToolOutcome]) -> list[Any]:
+    """Triage reasons tools attach to their results (``data.triage_reasons()``)."""
+    reasons: list[Any] = []
+    for outcome in outcomes:
+        hook = getattr(outcome.data, "triage_reasons", None)
+        if outcome.ok and callable(hook):
+            reasons.extend(hook())
+    return reasons
 
 
 def _triage_note(triage: TriageResult, locale: str) -> str:
