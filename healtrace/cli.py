@@ -26,10 +26,12 @@ models_app = typer.Typer(no_args_is_help=True, help="Local model weights")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 clinicians_app = typer.Typer(no_args_is_help=True, help="Clinician console accounts")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log")
+labs_app = typer.Typer(no_args_is_help=True, help="Lab results")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(clinicians_app, name="clinicians")
 app.add_typer(audit_app, name="audit")
+app.add_typer(labs_app, name="labs")
 app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
 app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage quality)")
 app.command("triage")(triage_command)
@@ -232,6 +234,53 @@ def audit_verify() -> None:
         return
     typer.echo(f"audit log BROKEN at entry {result.broken_at}", err=True)
     raise typer.Exit(1)
+
+
+@labs_app.command("interpret")
+def labs_interpret(
+    source: Annotated[str, typer.Argument(help="A text file of results, or - for stdin")] = "-",
+    sex: Annotated[str | None, typer.Option(help="M or F")] = None,
+    age: Annotated[float | None, typer.Option(help="Age in years")] = None,
+    fhir: Annotated[bool, typer.Option(help="The input is FHIR JSON")] = False,
+    locale: Annotated[str, typer.Option(help="en or zh-CN")] = "en",
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Interpret lab results: flags, derived values, patterns and warnings."""
+    import json
+
+    from healtrace.errors import InputError
+    from healtrace.labs.service import interpret_input
+
+    raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    if sex is not None and sex.upper() not in ("M", "F"):
+        raise typer.BadParameter("M or F", param_hint="--sex")
+    try:
+        report, out = interpret_input(
+            text=None if fhir else raw,
+            fhir=raw if fhir else None,
+            sex=sex.upper() if sex else None,
+            age=age,
+            locale=locale,
+        )
+    except InputError as exc:
+        typer.echo(exc.message(locale), err=True)
+        raise typer.Exit(2) from exc
+    out["urgent"] = report.urgent
+    if json_:
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    for r in out["results"]:
+        ref_unit = r.get("ref_unit") or r["canonical_unit"] or ""
+        ref = f"{r['ref_low']}-{r['ref_high']} {ref_unit}" if r["ref_low"] is not None else ""
+        mark = " CRITICAL" if r["critical"] else ""
+        typer.echo(
+            f"{r['name']:28} {r['value']:>8} {r['unit']:10} {r['flag'] or '?':3} {ref}{mark}"
+        )
+    for key, d in out["derived"].items():
+        value = f"{d['value']:.1f}" if isinstance(d["value"], float) else d["value"]
+        typer.echo(f"{key}: {value} {d['unit']}")
+    for p in out["patterns"] + out["warnings"]:
+        typer.echo(f"- {p['message']}")
 
 
 def main() -> None:

@@ -109,6 +109,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "The assistant could not write a draft just now. Please write your reply yourself.",
         "助手暂时无法生成草稿，请自行撰写回复。",
     ),
+    "labs_no_results": (
+        "No lab results were found in what you sent. Paste one result per line, "
+        "for example 'Potassium 4.2 mmol/L (3.5-5.3)'.",
+        "未能从您发送的内容中识别出化验结果。请每行粘贴一项，例如“血钾 4.2 mmol/L (3.5-5.3)”。",
+    ),
+    "labs_input_too_large": (
+        "That is too much text for one lab report (the limit is {limit} characters).",
+        "内容过长，超出单份化验单的上限（{limit} 个字符）。",
+    ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",
         "服务器出现问题。您的消息已保存，请重试。",

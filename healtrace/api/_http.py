@@ -85,6 +85,8 @@ STATUS_FOR_CODE = {
     "handoff_not_yours": 409,
     "no_handoff_waiting": 409,
     "draft_failed": 503,
+    "labs_no_results": 422,
+    "labs_input_too_large": 413,
     "session_not_found": 404,
     "turn_in_progress": 409,
     "message_too_long": 413,

@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from healtrace import __version__
 from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.models.base import ModelBackend
-from healtrace.api import console, rest, ws
+from healtrace.api import console, labs, rest, ws
 from healtrace.api._http import error_response, healtrace_error_handler, request_locale
 from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
 from healtrace.config import Settings
@@ -83,6 +83,7 @@ def create_app(
     app.include_router(rest.router)
     app.include_router(ws.router)
     app.include_router(console.router)
+    app.include_router(labs.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)
