@@ -10,8 +10,9 @@ export HEALTRACE_HOME
 
 # Debian packages the project needs: build tools for llama.cpp; PostgreSQL, which the
 # tests start as a real server (the service itself runs on SQLite unless told otherwise);
-# Chromium, which the browser tests drive through Playwright (never a downloaded browser).
-APT_PACKAGES := build-essential cmake git postgresql chromium
+# Chromium, which the browser tests drive through Playwright (never a downloaded browser);
+# a CJK font, so tests can render the Chinese report photos they OCR.
+APT_PACKAGES := build-essential cmake git postgresql chromium fonts-wqy-microhei
 
 # llama-cpp-python is built from source once with portable CPU flags (the build machine's
 # CPU advertises AMX, which the sandbox traps: native builds die with SIGILL) and the

@@ -242,6 +242,7 @@ def labs_interpret(
     sex: Annotated[str | None, typer.Option(help="M or F")] = None,
     age: Annotated[float | None, typer.Option(help="Age in years")] = None,
     fhir: Annotated[bool, typer.Option(help="The input is FHIR JSON")] = False,
+    image: Annotated[bool, typer.Option(help="The input is a photo of a printed report")] = False,
     locale: Annotated[str, typer.Option(help="en or zh-CN")] = "en",
     json_: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
 ) -> None:
@@ -251,13 +252,15 @@ def labs_interpret(
     from healtrace.errors import InputError
     from healtrace.labs.service import interpret_input
 
-    raw = sys.stdin.read() if source == "-" else Path(source).read_text(encoding="utf-8")
+    data = sys.stdin.buffer.read() if source == "-" else Path(source).read_bytes()
+    raw = "" if image else data.decode("utf-8", errors="replace")
     if sex is not None and sex.upper() not in ("M", "F"):
         raise typer.BadParameter("M or F", param_hint="--sex")
     try:
         report, out = interpret_input(
-            text=None if fhir else raw,
+            text=None if fhir or image else raw,
             fhir=raw if fhir else None,
+            image=data if image else None,
             sex=sex.upper() if sex else None,
             age=age,
             locale=locale,

@@ -118,6 +118,15 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "That is too much text for one lab report (the limit is {limit} characters).",
         "内容过长，超出单份化验单的上限（{limit} 个字符）。",
     ),
+    "labs_not_an_image": (
+        "That file is not an image we can read. Send a JPEG, PNG or WebP photo of the report.",
+        "无法读取该文件。请发送化验单的 JPEG、PNG 或 WebP 照片。",
+    ),
+    "labs_no_results_in_image": (
+        "No lab results could be read in that photo. Photograph the results table flat, in "
+        "good light and in focus, or paste the results as text.",
+        "未能从照片中读出化验结果。请在光线充足处把结果表格拍平、拍清楚，或直接粘贴文字。",
+    ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",
         "服务器出现问题。您的消息已保存，请重试。",

@@ -87,6 +87,8 @@ STATUS_FOR_CODE = {
     "draft_failed": 503,
     "labs_no_results": 422,
     "labs_input_too_large": 413,
+    "labs_not_an_image": 415,
+    "labs_no_results_in_image": 422,
     "session_not_found": 404,
     "turn_in_progress": 409,
     "message_too_long": 413,

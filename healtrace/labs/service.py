@@ -20,9 +20,9 @@ MAX_TEXT_CHARS = 200_000
 
 
 def read_results(
-    *, text: str | None = None, fhir: Any = None
+    *, text: str | None = None, fhir: Any = None, image: bytes | None = None
 ) -> tuple[list[RawResult], list[ParseWarning]]:
-    if text is None and fhir is None:
+    if text is None and fhir is None and image is None:
         raise InputError("no input", code="labs_no_results")
     rows: list[RawResult] = []
     warnings: list[ParseWarning] = []
@@ -36,6 +36,12 @@ def read_results(
         got, problems = parse_fhir(fhir)
         rows += got
         warnings += problems
+    if image is not None:
+        from healtrace.labs.ocr import parse_report_image
+
+        got, problems = parse_report_image(image)
+        rows += got
+        warnings += problems
     if not rows:
         raise InputError("nothing found", code="labs_no_results")
     return rows, warnings
@@ -45,6 +51,7 @@ def interpret_input(
     *,
     text: str | None = None,
     fhir: Any = None,
+    image: bytes | None = None,
     sex: str | None = None,
     age: float | None = None,
     weight_kg: float | None = None,
@@ -52,7 +59,7 @@ def interpret_input(
     locale: str = "en",
 ) -> tuple[LabReport, dict[str, Any]]:
     """The report and its JSON form (parse warnings included)."""
-    rows, problems = read_results(text=text, fhir=fhir)
+    rows, problems = read_results(text=text, fhir=fhir, image=image)
     report = interpret(
         rows, sex=sex, age=age, weight_kg=weight_kg, height_cm=height_cm, locale=locale
     )
