@@ -2,7 +2,8 @@
 
 from healtrace.tools.builtin.body_metrics import body_mass_index
 from healtrace.tools.builtin.knowledge import search_knowledge
+from healtrace.tools.builtin.labs import interpret_labs
 
-TOOLS = [body_mass_index, search_knowledge]
+TOOLS = [body_mass_index, search_knowledge, interpret_labs]
 
-__all__ = ["TOOLS", "body_mass_index", "search_knowledge"]
+__all__ = ["TOOLS", "body_mass_index", "interpret_labs", "search_knowledge"]
