@@ -16,14 +16,14 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import select, text
 from sqlalchemy.orm import Session
 
 from healtrace.storage import AuditEntry, Database
-from healtrace.storage.models import utcnow
+from healtrace.storage.models import iso_utc, utcnow
 
 GENESIS = "0" * 64
 #: Arbitrary constant naming the PostgreSQL advisory lock that serialises appends.
@@ -65,9 +65,7 @@ class ChainCheck:
 
 
 def _iso(at: datetime) -> str:
-    if at.tzinfo is None:  # SQLite hands timezone-aware values back naive (they are UTC)
-        at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).isoformat(timespec="microseconds")
+    return iso_utc(at, timespec="microseconds")
 
 
 def entry_hash(
@@ -95,6 +93,18 @@ def entry_hash(
         ensure_ascii=False,
     )
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
+
+
+def _row_hash(row: AuditEntry) -> str:
+    return entry_hash(
+        tenant_id=row.tenant_id,
+        at=row.at,
+        actor=row.actor,
+        action=row.action,
+        session_id=row.session_id,
+        details=dict(row.details),
+        prev_hash=row.prev_hash,
+    )
 
 
 def _record(row: AuditEntry) -> AuditRecord:
@@ -125,26 +135,16 @@ def append_entry(
         # Workers append concurrently; the chain needs one writer at a time.
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
     prev = s.scalar(select(AuditEntry.hash).order_by(AuditEntry.seq.desc()).limit(1)) or GENESIS
-    at = utcnow()
-    body = dict(details or {})
     row = AuditEntry(
         tenant_id=tenant_id,
-        at=at,
+        at=utcnow(),
         actor=actor,
         action=action,
         session_id=session_id,
-        details=body,
+        details=dict(details or {}),
         prev_hash=prev,
-        hash=entry_hash(
-            tenant_id=tenant_id,
-            at=at,
-            actor=actor,
-            action=action,
-            session_id=session_id,
-            details=body,
-            prev_hash=prev,
-        ),
     )
+    row.hash = _row_hash(row)
     s.add(row)
     s.flush()
     return _record(row)
@@ -199,16 +199,7 @@ class AuditLog:
             count = 0
             for row in s.scalars(select(AuditEntry).order_by(AuditEntry.seq)).yield_per(1000):
                 count += 1
-                expected = entry_hash(
-                    tenant_id=row.tenant_id,
-                    at=row.at,
-                    actor=row.actor,
-                    action=row.action,
-                    session_id=row.session_id,
-                    details=dict(row.details),
-                    prev_hash=row.prev_hash,
-                )
-                if row.prev_hash != prev or row.hash != expected:
+                if row.prev_hash != prev or row.hash != _row_hash(row):
                     return ChainCheck(ok=False, entries=count, broken_at=row.seq)
                 prev = row.hash
             return ChainCheck(ok=True, entries=count)

@@ -71,6 +71,11 @@ class MessageRecord:
     #: The clinician's name on a clinician message.
     author: str = ""
 
+    @property
+    def is_tool_traffic(self) -> bool:
+        """A tool result, or the assistant's turn that only asked for tools."""
+        return self.role == "tool" or (self.role == "assistant" and bool(self.tool_calls))
+
     def to_chat(self) -> ChatMessage:
         if self.role == "clinician":
             # The model sees a clinician's words as part of the care team's side of the

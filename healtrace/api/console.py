@@ -17,6 +17,7 @@ from fastapi import APIRouter, Cookie, Depends, Request, Response, WebSocket, We
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
+from healtrace.agent.memory import MessageRecord
 from healtrace.agent.sessions import Subscription
 from healtrace.api._http import origin_allowed, pick_locale, services_of
 from healtrace.api.protocol import CLOSE_AUTH, CLOSE_ORIGIN
@@ -108,24 +109,26 @@ async def _session_for(services: Services, session_id: str, clinician: Clinician
     return session
 
 
+def _message_out(m: MessageRecord) -> dict[str, Any]:
+    return {
+        "id": m.id,
+        "role": m.role,
+        "content": m.content,
+        "author": m.author,
+        "status": m.status,
+        "created_at": iso_utc(m.created_at),
+        "safety": m.safety,
+        "citations": list(m.citations),
+    }
+
+
 @router.get("/v1/console/sessions/{session_id}")
 async def session_detail(request: Request, clinician: Me, session_id: str) -> dict[str, Any]:
     services = services_of(request)
     session = await _session_for(services, session_id, clinician)
     handoff = await services.handoffs.current(session_id)
     messages = [
-        {
-            "id": m.id,
-            "role": m.role,
-            "content": m.content,
-            "author": m.author,
-            "status": m.status,
-            "created_at": iso_utc(m.created_at),
-            "safety": m.safety,
-            "citations": list(m.citations),
-        }
-        for m in await services.store.messages(session_id)
-        if m.role != "tool" and not (m.role == "assistant" and m.tool_calls)
+        _message_out(m) for m in await services.store.messages(session_id) if not m.is_tool_traffic
     ]
     return {
         "session": {
@@ -166,18 +169,7 @@ async def reply(request: Request, clinician: Me, session_id: str, body: ReplyIn)
         draft_id=body.draft_id,
         max_chars=services.settings.max_message_chars,
     )
-    return {
-        "message": {
-            "id": message.id,
-            "role": message.role,
-            "content": message.content,
-            "author": message.author,
-            "status": message.status,
-            "created_at": iso_utc(message.created_at),
-            "safety": None,
-            "citations": [],
-        }
-    }
+    return {"message": _message_out(message)}
 
 
 @router.post("/v1/console/sessions/{session_id}/draft")

@@ -205,7 +205,7 @@ async def get_messages(
     return [
         MessageOut.of(m)
         for m in await store.messages(session_id)
-        if include_tools or (m.role != "tool" and not (m.role == "assistant" and m.tool_calls))
+        if include_tools or not m.is_tool_traffic
     ]
 
 

@@ -14,11 +14,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
-def iso_utc(at: datetime) -> str:
+def iso_utc(at: datetime, timespec: str = "auto") -> str:
     """ISO 8601 with the UTC offset (SQLite hands timezone-aware columns back naive)."""
     if at.tzinfo is None:
         at = at.replace(tzinfo=UTC)
-    return at.astimezone(UTC).isoformat()
+    return at.astimezone(UTC).isoformat(timespec=timespec)
 
 
 class Base(DeclarativeBase):
