@@ -276,9 +276,8 @@ def labs_interpret(
         ref_unit = r.get("ref_unit") or r["canonical_unit"] or ""
         ref = f"{r['ref_low']}-{r['ref_high']} {ref_unit}" if r["ref_low"] is not None else ""
         mark = " CRITICAL" if r["critical"] else ""
-        typer.echo(
-            f"{r['name']:28} {r['value']:>8} {r['unit']:10} {r['flag'] or '?':3} {ref}{mark}"
-        )
+        value = r["qualitative"] if r.get("qualitative") else r["value"]
+        typer.echo(f"{r['name']:28} {value:>8} {r['unit']:10} {r['flag'] or '?':3} {ref}{mark}")
     for key, d in out["derived"].items():
         value = f"{d['value']:.1f}" if isinstance(d["value"], float) else d["value"]
         typer.echo(f"{key}: {value} {d['unit']}")

@@ -21,6 +21,7 @@ from typing import Any, Literal
 import pint
 import yaml
 
+from healtrace.labs.qualitative import GRADES
 from healtrace.labs.units import UnitError, convert, parse_unit
 
 __all__ = [
@@ -32,6 +33,7 @@ __all__ = [
     "RefRange",
     "load_catalogue",
     "normalise_name",
+    "normalise_sex",
 ]
 
 Sex = Literal["M", "F"]
@@ -113,6 +115,9 @@ class Analyte:
     units: tuple[AcceptedUnit, ...] = ()
     ranges: tuple[RefRange, ...] = ()
     critical: CriticalLimits | None = None
+    #: For analytes a strip or presence test reports as a grade ("阴性", "2+"): the highest
+    #: grade ordinal that is normal (0 negative, 0.5 trace); ``None`` when only numbers count.
+    qualitative_normal: float | None = None
 
     def _formula(self, unit: pint.Unit) -> AcceptedUnit | None:
         for accepted in self.units:
@@ -160,7 +165,7 @@ class Analyte:
         With ``sex=None`` a sex-neutral interval is returned if there is one, else ``None``
         when the intervals differ by sex.
         """
-        sex_norm = _norm_sex(sex)
+        sex_norm = normalise_sex(sex)
         candidates = [r for r in self.ranges if r.applies(sex_norm, age)]
         if sex_norm is None:
             neutral = [r for r in candidates if r.sex is None]
@@ -178,7 +183,8 @@ class Analyte:
         return (self.key, self.name_en, self.name_zh, *self.aliases)
 
 
-def _norm_sex(sex: str | None) -> Sex | None:
+def normalise_sex(sex: str | None) -> Sex | None:
+    """ "M"/"F" from the ways patients and forms write it (m, male, 男, 女性 …), else ``None``."""
     if sex is None:
         return None
     s = sex.strip().lower()
@@ -231,6 +237,7 @@ class Catalogue:
 
 _LOINC = re.compile(r"^\d{1,7}-\d$")
 _TOP_FIELDS = {
+    "qualitative_normal",
     "key",
     "loinc",
     "loinc_note",
@@ -341,6 +348,14 @@ def _critical(where: str, raw: Any) -> CriticalLimits | None:
     return c
 
 
+def _qualitative(where: str, raw: Any) -> float | None:
+    if raw is None:
+        return None
+    if raw not in ("negative", "trace", "normal"):
+        raise CatalogueError(f"{where}: qualitative_normal must be negative, trace or normal")
+    return GRADES[raw]
+
+
 def _analyte(i: int, raw: Any) -> Analyte:
     if not isinstance(raw, dict):
         raise CatalogueError(f"analytes[{i}]: must be a mapping")
@@ -385,6 +400,7 @@ def _analyte(i: int, raw: Any) -> Analyte:
         units=tuple(_accepted(where, u) for u in raw.get("units") or []),
         ranges=ranges,
         critical=_critical(where, raw.get("critical")),
+        qualitative_normal=_qualitative(where, raw.get("qualitative_normal")),
     )
     for accepted in analyte.units:
         try:

@@ -16,7 +16,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from healtrace.labs.catalogue import Analyte, Catalogue, RefRange, load_catalogue
+from healtrace.labs.catalogue import (
+    Analyte,
+    Catalogue,
+    RefRange,
+    load_catalogue,
+    normalise_sex,
+)
 from healtrace.labs.derived import (
     Derived,
     anion_gap,
@@ -74,7 +80,8 @@ class ResultItem:
         return {
             "name": self.name(locale),
             "loinc": a.loinc if a else (self.raw.loinc or None),
-            "value": self.raw.value,
+            "value": None if self.raw.qualitative else self.raw.value,
+            "qualitative": self.raw.qualitative or None,
             "unit": self.raw.unit,
             "canonical_value": self.canonical_value,
             "canonical_unit": a.unit_text if a else None,
@@ -241,11 +248,34 @@ def _lookup(cat: Catalogue, raw: RawResult) -> Analyte | None:
             for hit in (cat.find(token),)
             if hit is not None
         }
+        if len(hits) > 1:
+            hits = _narrow(raw, hits)
         if len(hits) == 1:
             found = next(iter(hits.values()))
     if found is not None and found.key == "glucose" and _FASTING.search(raw.name):
         found = cat.find("glucose_fasting") or found
     return found
+
+
+_URINE = re.compile(r"尿|urine|\bU-", re.IGNORECASE)
+
+
+def _narrow(raw: RawResult, hits: dict[str, Analyte]) -> dict[str, Analyte]:
+    """Settle names whose words name different analytes on a urinalysis report.
+
+    "白细胞 LEU 阴性" is the strip's leukocyte esterase, not a blood count, and "尿糖 GLU"
+    urine glucose, not plasma glucose: a grade picks the analyte reported as grades, a
+    name saying urine picks the urinalysis one. Anything else stays ambiguous.
+    """
+    if raw.qualitative:
+        graded = {k: a for k, a in hits.items() if a.qualitative_normal is not None}
+        if len(graded) == 1:
+            return graded
+    if _URINE.search(raw.name):
+        urine = {k: a for k, a in hits.items() if a.panel == "urinalysis"}
+        if len(urine) == 1:
+            return urine
+    return hits
 
 
 # --------------------------------------------------------------------------- flagging
@@ -380,9 +410,65 @@ def _plausible(a: Analyte, canonical: float) -> bool:
     return (lo is None or canonical >= lo) and (hi is None or canonical <= hi)
 
 
+def _qualitative_one(raw: RawResult, a: Analyte, warnings: list[LabWarning]) -> ResultItem:
+    flag: Flag | None = None
+    if a.qualitative_normal is None:
+        warnings.append(
+            LabWarning(
+                "qualitative_unexpected",
+                f"{raw.name}: reported as {raw.qualitative!r}, but {a.name_en} is normally a "
+                "number; the result was not interpreted. Please check the original report.",
+                f"{raw.name}：结果为“{raw.qualitative}”，但{a.name_zh}通常以数值报告，"
+                "未作解读。请核对原始报告。",
+                raw.line,
+                raw.name,
+            )
+        )
+    else:
+        flag = "N" if raw.value <= a.qualitative_normal else "H"
+    return ResultItem(
+        raw=raw,
+        analyte=a,
+        canonical_value=None,
+        flag=flag,
+        ref_low=None,
+        ref_high=None,
+        ref_unit="",
+        ref_source="catalogue" if flag else None,
+    )
+
+
+def _report_range_by_sex(raw: RawResult, sex: str | None, warnings: list[LabWarning]) -> RawResult:
+    """Pick the report's range for the patient's sex, or the widest one and say so."""
+    code = normalise_sex(sex)
+    for label, low, high in raw.ref_by_sex:
+        if label == code:
+            return dataclasses.replace(raw, ref_low=low, ref_high=high)
+    lows = [lo for _, lo, _ in raw.ref_by_sex]
+    highs = [hi for _, _, hi in raw.ref_by_sex]
+    low = None if None in lows else min(x for x in lows if x is not None)
+    high = None if None in highs else max(x for x in highs if x is not None)
+    warnings.append(
+        LabWarning(
+            "range_needs_sex",
+            f"{raw.name}: the report gives different reference ranges for men and women; "
+            "without your sex the widest was used, so a borderline value may not be flagged.",
+            f"{raw.name}：报告对男性和女性给出了不同的参考范围；未提供性别时按最宽的范围判断，"
+            "临界值可能不会被标出。",
+            raw.line,
+            raw.name,
+        )
+    )
+    return dataclasses.replace(raw, ref_low=low, ref_high=high)
+
+
 def _interpret_one(
     raw: RawResult, a: Analyte, sex: str | None, age: float | None, warnings: list[LabWarning]
 ) -> ResultItem:
+    if raw.qualitative:
+        return _qualitative_one(raw, a, warnings)
+    if raw.ref_by_sex and raw.ref_low is None and raw.ref_high is None:
+        raw = _report_range_by_sex(raw, sex, warnings)
     canonical: float | None = None
     unit_ok = False  # value (and report range) convertible to canonical
     range_unit_text = raw.unit
@@ -529,13 +615,7 @@ def _derive(
         if it.key and it.canonical_value is not None and not it.raw.comparator and it.key not in v:
             v[it.key] = it.canonical_value
     out: list[tuple[str, Derived]] = []
-    sex_code: Literal["M", "F"] | None = None
-    if sex is not None:
-        s = sex.strip().lower()
-        if s in {"m", "male", "man", "男", "男性"}:
-            sex_code = "M"
-        elif s in {"f", "female", "woman", "女", "女性"}:
-            sex_code = "F"
+    sex_code = normalise_sex(sex)
     if "creatinine" in v:
         if age is not None and sex_code is not None:
             out.append(("egfr", egfr_ckd_epi_2021(v["creatinine"], age, sex_code)))
@@ -726,6 +806,44 @@ def _patterns(items: Sequence[ResultItem], derived: dict[str, Derived]) -> list[
                 "Please see a doctor soon, especially with palpitations or weight loss.",
                 "TSH降低且游离T4升高：这种组合与甲状腺功能亢进相符。请尽快就医，尤其是有心悸或体重下降时。",
                 ("tsh", "ft4"),
+            )
+        )
+    nitrite, esterase = by.get("urine_nitrite"), by.get("urine_leukocyte_esterase")
+    urine_wbc = by.get("urine_wbc")
+    if _is(nitrite, "H") or (_is(esterase, "H") and (urine_wbc is None or _is(urine_wbc, "H"))):
+        found = tuple(
+            k
+            for k, it in (
+                ("urine_nitrite", nitrite),
+                ("urine_leukocyte_esterase", esterase),
+                ("urine_wbc", urine_wbc),
+            )
+            if _is(it, "H")
+        )
+        out.append(
+            Pattern(
+                "urinary_infection_pattern",
+                "Positive nitrite and/or leukocyte esterase on the urine strip: a pattern seen "
+                "with urinary tract infection, though contamination also causes it. A doctor "
+                "will weigh it with symptoms (burning, frequency) and may send a urine "
+                "culture; seek care promptly with fever, back pain or if pregnant.",
+                "尿试纸亚硝酸盐和/或白细胞酯酶阳性：可见于尿路感染，但标本污染也会出现。"
+                "医生会结合尿痛、尿频等症状判断，并可能做尿培养；如有发热、腰痛或正在怀孕，请尽快就医。",
+                found,
+            )
+        )
+    u_glu, u_ket = by.get("urine_glucose"), by.get("urine_ketones")
+    if _is(u_glu, "H") and _is(u_ket, "H"):
+        out.append(
+            Pattern(
+                "glucose_and_ketones_in_urine",
+                "Both glucose and ketones in the urine: with diabetes this can mean blood sugar "
+                "is out of control. Check blood glucose (and blood ketones if you can) today; "
+                "with vomiting, abdominal pain, deep or fast breathing or drowsiness, seek "
+                "emergency care.",
+                "尿糖和尿酮体同时阳性：如有糖尿病，可能提示血糖控制不佳。请今天测血糖（条件允许时测血酮）；"
+                "如出现呕吐、腹痛、呼吸深快或嗜睡，请立即急诊就医。",
+                ("urine_glucose", "urine_ketones"),
             )
         )
     wbc = by.get("wbc")

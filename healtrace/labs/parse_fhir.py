@@ -18,6 +18,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from healtrace.labs.qualitative import GRADES, Grade, grade_from_label
 from healtrace.labs.types import ParseWarning, RawResult
 
 LOINC = "http://loinc.org"
@@ -85,6 +86,46 @@ def _row(
     )
 
 
+#: SNOMED CT and HL7 v3 interpretation codes for presence results.
+_GRADE_CODES = {
+    "260385009": "negative",
+    "neg": "negative",
+    "10828004": "positive",
+    "pos": "positive",
+    "260405006": "trace",
+    "det": "positive",
+    "nd": "negative",
+}
+
+
+def _qualitative_row(code: Any, value: Any, index: int) -> RawResult | None:
+    """A grade from ``valueString`` or ``valueCodeableConcept`` ("Negative", "2+")."""
+    grade: Grade | None = None
+    if isinstance(value, str):
+        grade = grade_from_label(value)
+    else:
+        texts = [value.text] + [c.display for c in value.coding or []]
+        for t in texts:
+            if t and (grade := grade_from_label(t)) is not None:
+                break
+        for coding in value.coding or [] if grade is None else []:
+            label = _GRADE_CODES.get(str(coding.code or "").lower())
+            if label is not None:
+                grade = Grade(label, GRADES[label])
+                break
+    if grade is None:
+        return None
+    name, loinc = _name_and_loinc(code)
+    return RawResult(
+        name=name,
+        value=grade.ordinal,
+        qualitative=grade.label,
+        source="fhir",
+        line=index,
+        loinc=loinc,
+    )
+
+
 def parse_fhir(
     payload: str | bytes | dict[str, Any] | list[Any],
 ) -> tuple[list[RawResult], list[ParseWarning]]:
@@ -129,6 +170,11 @@ def parse_fhir(
                 _row(obs.code, obs.valueQuantity, obs.referenceRange, obs.interpretation, index)
             )
             rows += 1
+        elif (obs.valueString or obs.valueCodeableConcept) is not None:
+            row = _qualitative_row(obs.code, obs.valueString or obs.valueCodeableConcept, index)
+            if row is not None:
+                results.append(row)
+                rows += 1
         for component in obs.component or []:
             quantity = component.valueQuantity
             if quantity is not None and quantity.value is not None:
@@ -142,6 +188,15 @@ def parse_fhir(
                     )
                 )
                 rows += 1
+            elif (component.valueString or component.valueCodeableConcept) is not None:
+                row = _qualitative_row(
+                    component.code,
+                    component.valueString or component.valueCodeableConcept,
+                    index,
+                )
+                if row is not None:
+                    results.append(row)
+                    rows += 1
         if rows == 0:
             warnings.append(ParseWarning(index, "no_quantity", "the observation has no number"))
     return results, warnings

@@ -17,6 +17,7 @@ import unicodedata
 from functools import cache
 
 from healtrace.labs.catalogue import load_catalogue
+from healtrace.labs.qualitative import Grade, match_grade
 from healtrace.labs.types import ParseWarning, RawResult
 from healtrace.labs.units import parse_unit
 
@@ -37,6 +38,11 @@ _FILLER = re.compile(
     r"ref(?:erence)?\.?(?:[ \t]{0,2}(?:range|interval|int\.?))?|range|normal)[ \t]{0,3}:?",
     re.IGNORECASE,
 )
+_FILLER_TAIL = re.compile(
+    r"[ \t(\[]{0,4}(?:参考值|参考范围|参考区间|正常值|正常范围|参考|ref(?:erence)?|range|normal)?"
+    r"[ \t:(\[]{0,4}$",
+    re.IGNORECASE,
+)
 _RANGE = re.compile(
     rf"[(\[]?[ \t]{{0,2}}({_NUM})[ \t]{{0,3}}(?:-|–|—|~|to|至)[ \t]{{0,3}}({_NUM})"
     r"[ \t]{0,2}[)\]]?(?![\w^/*])"
@@ -44,6 +50,11 @@ _RANGE = re.compile(
 _ONE_SIDED = re.compile(rf"[(\[]?[ \t]{{0,2}}({_CMP})[ \t]{{0,2}}({_NUM})[ \t]{{0,2}}[)\]]?(?!\w)")
 _FLAG = re.compile(
     r"[(\[]?(偏高|偏低|高|低|HH|LL|H|L|high|low|[↑↓]{1,3}|\*{1,2})[)\]]?(?![A-Za-z0-9^/])",
+    re.IGNORECASE,
+)
+_SEX_LABEL = re.compile(
+    r"(男性?|女性?|(?<![A-Za-z])(?:male|female|men|women|M|F)(?![A-Za-z]))"
+    r"[ \t]{0,2}[:：]?[ \t]{0,2}",
     re.IGNORECASE,
 )
 _TOKEN = re.compile(r"[^\s()\[\]↑↓,;]{1,25}")
@@ -171,18 +182,44 @@ def _skip_blank(text: str, pos: int) -> int:
     return m.end() if m else pos
 
 
-def _read_tail(rest: str) -> tuple[str, float | None, float | None, str]:
-    """Unit, reference range and flag after the value, in any order."""
+def _sex_range(rest: str, start: int) -> tuple[str, float, float, int] | None:
+    """A range labelled with a sex ("男 130-175", "F: 115-150") at ``start``."""
+    label = _SEX_LABEL.match(rest, start)
+    if label is None:
+        return None
+    m = _RANGE.match(rest, label.end())
+    if m is None:
+        return None
+    a, b = _number(m.group(1)), _number(m.group(2))
+    if a is None or b is None or a > b:
+        return None
+    sex = "F" if label.group(1).lower().startswith(("女", "f", "w")) else "M"
+    return sex, a, b, m.end()
+
+
+_Tail = tuple[
+    str, float | None, float | None, str, tuple[tuple[str, float | None, float | None], ...]
+]
+
+
+def _read_tail(rest: str) -> _Tail:
+    """Unit, reference range (or ranges by sex) and flag after the value, in any order."""
     unit, low, high, flag = "", None, None, ""
+    by_sex: list[tuple[str, float | None, float | None]] = []
     have_range = False
     pos, skipped = 0, 0
-    for _ in range(12):
+    for _ in range(14):
         pos = _skip_blank(rest, pos)
         if pos >= len(rest):
             break
         if not have_range:
             filler = _FILLER.match(rest, pos)
             start = _skip_blank(rest, filler.end()) if filler else pos
+            labelled = _sex_range(rest, start)
+            if labelled is not None and all(s != labelled[0] for s, _, _ in by_sex):
+                by_sex.append(labelled[:3])
+                pos = labelled[3]
+                continue
             m = _RANGE.match(rest, start)
             if m:
                 a, b = _number(m.group(1)), _number(m.group(2))
@@ -220,7 +257,9 @@ def _read_tail(rest: str) -> tuple[str, float | None, float | None, str]:
             break
         skipped += 1
         pos = token.end()
-    return unit.strip(), low, high, flag
+    if by_sex and low is None and high is None:
+        return unit.strip(), None, None, flag, tuple(by_sex)
+    return unit.strip(), low, high, flag, ()
 
 
 def _parse_line(
@@ -234,27 +273,62 @@ def _parse_line(
                 ParseWarning(lineno, "unknown_analyte", f"unrecognised name {m.group(1)!r}")
             )
         return
-    # Adjacent names with no digit between them name one result ("血红蛋白 HGB").
-    groups: list[tuple[int, int]] = []
+    # Adjacent names with no digit (or grade) between them name one result ("血红蛋白 HGB").
+    groups: list[tuple[int, int, bool]] = []
     for start, end in spans:
+        graded = _graded(line[start:end])
         if groups and not any(ch.isdigit() for ch in line[groups[-1][1] : start]):
-            groups[-1] = (groups[-1][0], end)
-        else:
-            groups.append((start, end))
-    for k, (start, end) in enumerate(groups):
+            between = line[groups[-1][1] : start]
+            if not (groups[-1][2] and _grade_in(between, signs=True) is not None):
+                groups[-1] = (groups[-1][0], end, groups[-1][2] or graded)
+                continue
+        groups.append((start, end, graded))
+    for k, (start, end, graded) in enumerate(groups):
         stop = groups[k + 1][0] if k + 1 < len(groups) else len(line)
         segment = line[end:stop]
         m = _VALUE.search(segment)
+        # A grade counts before any number for strip analytes; for others ("CRP 阴性") only
+        # a word and only with no number at all, so the interpreter can say it expected one.
+        grade = _grade_in(segment, signs=graded)
+        if grade is not None and (m is None or (graded and grade[0] <= m.start())):
+            name = (line[start:end] + segment[: grade[0]]).strip(" \t:=,;")
+            results.append(
+                RawResult(
+                    name=name,
+                    value=grade[1].ordinal,
+                    qualitative=grade[1].label,
+                    source="text",
+                    line=lineno,
+                )
+            )
+            continue
         if m is None or m.start() > 40:
             continue
-        name = (line[start:end] + segment[: m.start()]).strip(" \t:=,;")
+        name_end = m.start()
+        # A range printed before the value ("Glucose (normal 3.9-6.1) 5.5") is the range.
+        before: tuple[float, float] | None = None
+        pre = _RANGE.match(segment, m.start())
+        if not m.group(1) and pre is not None:
+            after = _VALUE.search(segment, pre.end())
+            a, b = _number(pre.group(1)), _number(pre.group(2))
+            if (
+                after is not None
+                and after.start() - pre.end() <= 6
+                and a is not None
+                and b is not None
+            ):
+                before, m = (a, b), after
+                name_end = len(_FILLER_TAIL.sub("", segment[: pre.start()]))
+        name = (line[start:end] + segment[:name_end]).strip(" \t:=,;([")
         value = _number(m.group(2))
         if value is None:
             warnings.append(
                 ParseWarning(lineno, "ambiguous_number", f"{name}: cannot read {m.group(2)!r}")
             )
             continue
-        unit, low, high, flag = _read_tail(segment[m.end() :])
+        unit, low, high, flag, by_sex = _read_tail(segment[m.end() :])
+        if before is not None and low is None and high is None and not by_sex:
+            low, high = before
         results.append(
             RawResult(
                 name=name,
@@ -266,8 +340,26 @@ def _parse_line(
                 comparator=m.group(1) or "",
                 source="text",
                 line=lineno,
+                ref_by_sex=by_sex,
             )
         )
+
+
+def _graded(name: str) -> bool:
+    """Whether a name found in the text is an analyte reported as a grade."""
+    analyte = load_catalogue().find(name)
+    return analyte is not None and analyte.qualitative_normal is not None
+
+
+def _grade_in(segment: str, *, signs: bool) -> tuple[int, Grade] | None:
+    """The first grade starting a token in the first 40 characters of ``segment``."""
+    for i in range(min(len(segment), 41)):
+        if i and segment[i - 1] not in " \t:=,;(":
+            continue
+        g = match_grade(segment, i, signs=signs)
+        if g is not None:
+            return i, g
+    return None
 
 
 def parse_lab_text(

@@ -33,6 +33,12 @@ class RawResult:
     line: int = 0
     #: LOINC code when the source carried one (FHIR).
     loinc: str = ""
+    #: A grade instead of a number ("negative", "trace", "1+" … "4+", "positive"); then
+    #: ``value`` holds its ordinal (0, 0.5, 1 … 4) and ``unit`` is "".
+    qualitative: str = ""
+    #: Reference ranges the report printed per sex ("男 130-175 女 115-150"), as
+    #: ``(sex, low, high)`` with sex "M"/"F"; ``ref_low``/``ref_high`` stay ``None`` then.
+    ref_by_sex: tuple[tuple[str, float | None, float | None], ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -63,7 +63,16 @@ async def interpret_labs(
     results = [
         {
             k: r[k]
-            for k in ("name", "value", "unit", "flag", "critical", "ref_low", "ref_high")
+            for k in (
+                "name",
+                "value",
+                "qualitative",
+                "unit",
+                "flag",
+                "critical",
+                "ref_low",
+                "ref_high",
+            )
             if r.get(k) is not None
         }
         for r in out["results"]
