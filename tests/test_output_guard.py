@@ -5,7 +5,7 @@ from __future__ import annotations
 import itertools
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from healtrace.agent.models.testing import split_tokens
@@ -662,6 +662,9 @@ def test_what_streams_is_exactly_the_answer(
 
 @settings(deadline=None)
 @given(text=any_text, cuts=cuts)
+# Found by hypothesis: a unit at the end of a delta ("2 tablet") once counted as a complete
+# dose though the next delta made it "2 tabletsthe …".
+@example(text="2 tabletsthe lethal dose, 0000", cuts=[8])
 def test_the_answer_does_not_depend_on_how_it_was_split(text: str, cuts: list[int]) -> None:
     whole = _guard()
     whole.feed(text)

@@ -312,9 +312,12 @@ def _find_trigger(s: str, start: int, final: bool) -> tuple[int, bool] | None:
         ch = s[p]
         if ch.isdigit():
             if p == 0 or s[p - 1] not in _NOT_BEFORE_NUM:
-                if _DOSE_DIGITS.match(s, p):
+                dose = _DOSE_DIGITS.match(s, p)
+                # A unit at the very end of what has arrived may still grow into another
+                # word ("2 tablet" + "sthe …"): only complete once a character follows.
+                if dose is not None and (final or dose.end() < len(s)):
                     return p, True
-                if not final and _DOSE_PARTIAL.match(s, p):
+                if not final and (dose is not None or _DOSE_PARTIAL.match(s, p)):
                     return p, False
             continue
         if ch in _LETTERS and p > 0 and s[p - 1] in _LETTERS:
