@@ -12,7 +12,7 @@ export HEALTRACE_HOME
 # tests start as a real server (the service itself runs on SQLite unless told otherwise);
 # Chromium, which the browser tests drive through Playwright (never a downloaded browser);
 # a CJK font, so tests can render the Chinese report photos they OCR.
-APT_PACKAGES := build-essential cmake git postgresql chromium fonts-wqy-microhei
+APT_PACKAGES := build-essential cmake git postgresql chromium fonts-wqy-microhei espeak-ng
 
 # llama-cpp-python is built from source once with portable CPU flags (the build machine's
 # CPU advertises AMX, which the sandbox traps: native builds die with SIGILL) and the
