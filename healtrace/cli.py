@@ -27,11 +27,13 @@ keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 clinicians_app = typer.Typer(no_args_is_help=True, help="Clinician console accounts")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log")
 labs_app = typer.Typer(no_args_is_help=True, help="Lab results")
+speech_app = typer.Typer(no_args_is_help=True, help="Speech to text and text to speech")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(clinicians_app, name="clinicians")
 app.add_typer(audit_app, name="audit")
 app.add_typer(labs_app, name="labs")
+app.add_typer(speech_app, name="speech")
 app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
 app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage quality)")
 app.command("triage")(triage_command)
@@ -283,6 +285,100 @@ def labs_interpret(
         typer.echo(f"{key}: {value} {d['unit']}")
     for p in out["patterns"] + out["warnings"]:
         typer.echo(f"- {p['message']}")
+
+
+@speech_app.command("transcribe")
+def speech_transcribe(
+    source: Annotated[Path, typer.Argument(help="An audio file (wav, mp3, ogg, m4a, amr, silk)")],
+    language: Annotated[
+        str | None, typer.Option(help="zh or en; auto to detect; default: the locale's")
+    ] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON with segments")] = False,
+) -> None:
+    """Transcribe a recording with the configured ASR engine."""
+    import asyncio
+    import json
+
+    from healtrace.errors import HealTraceError
+    from healtrace.speech.audio import decode_audio, is_silent
+    from healtrace.speech.engines import SpeechEngines
+
+    settings = Settings()
+    config = settings.speech
+    locale = settings.default_locale
+    lang = None if language == "auto" else (language or ("zh" if locale == "zh-CN" else "en"))
+    try:
+        audio = decode_audio(
+            source.read_bytes(),
+            max_bytes=config.max_audio_bytes,
+            max_seconds=config.max_audio_seconds,
+        )
+        if is_silent(audio):
+            from healtrace.errors import InputError
+
+            raise InputError("silence", code="audio_silent")
+        engines = SpeechEngines(config, settings.models_dir)
+        result = asyncio.run(
+            engines.asr.transcribe(audio, language=lang, prompt=engines.prompt(lang))
+        )
+    except HealTraceError as exc:
+        typer.echo(exc.message(locale), err=True)
+        raise typer.Exit(2) from exc
+    if not json_:
+        typer.echo(result.text)
+        return
+    out = {
+        "text": result.text,
+        "language": result.language,
+        "duration": round(result.duration_s, 3),
+        "model": result.model,
+        "segments": [{"start": g.start, "end": g.end, "text": g.text} for g in result.segments],
+    }
+    typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+@speech_app.command("say")
+def speech_say(
+    text: Annotated[str, typer.Argument(help="What to say")],
+    output: Annotated[Path, typer.Option("-o", "--output", help="Where to write the audio")],
+    language: Annotated[
+        str | None, typer.Option(help="zh or en; default: zh if the text has Chinese")
+    ] = None,
+    audio_format: Annotated[
+        str | None, typer.Option("--format", help="wav, mp3, opus, flac, aac or pcm")
+    ] = None,
+) -> None:
+    """Speak TEXT with the configured TTS engine into a file (format from the suffix)."""
+    import asyncio
+
+    import numpy as np
+
+    from healtrace.errors import HealTraceError
+    from healtrace.speech.audio import encode
+    from healtrace.speech.engines import SpeechEngines
+    from healtrace.speech.tts import check_text
+    from healtrace.speech.types import Audio
+
+    settings = Settings()
+    fmt = (audio_format or output.suffix.lstrip(".") or "wav").lower()
+    if fmt not in ("wav", "mp3", "opus", "flac", "aac", "pcm"):
+        raise typer.BadParameter("wav, mp3, opus, flac, aac or pcm", param_hint="--format")
+    lang = language or ("zh" if any("\u3400" <= c <= "\u9fff" for c in text) else "en")
+    engines = SpeechEngines(settings.speech, settings.models_dir)
+
+    async def speak() -> Audio:
+        pieces = [c async for c in engines.tts.synthesize(text, language=lang)]
+        rate = pieces[0].sample_rate
+        return Audio(np.concatenate([p.samples for p in pieces]).astype(np.float32), rate)
+
+    try:
+        check_text(text, settings.speech.max_speech_chars)
+        audio = asyncio.run(speak())
+        output.write_bytes(encode(audio, fmt))  # type: ignore[arg-type]
+    except HealTraceError as exc:
+        typer.echo(exc.message(settings.default_locale), err=True)
+        raise typer.Exit(2) from exc
+    typer.echo(f"{output}: {audio.duration_s:.2f} s of speech ({engines.tts.name})")
 
 
 def main() -> None:

@@ -101,6 +101,48 @@ class SafetyConfig(BaseModel):
     console_session_hours: float = 12.0
 
 
+class SpeechConfig(BaseModel):
+    """Speech in and out (``HEALTRACE_SPEECH__*``): engines, limits, voice turn timing."""
+
+    #: ``local``: faster-whisper in process; ``openai``: an OpenAI-compatible
+    #: ``/v1/audio/transcriptions`` server (vLLM serving Whisper, OpenAI).
+    asr_backend: Literal["local", "openai"] = "local"
+    #: Local Whisper model: ``base`` (multilingual, the default), ``tiny.en`` (English, for
+    #: fast CI), or a directory holding a CTranslate2 Whisper model.
+    asr_model: str = "base"
+    asr_threads: int = 2
+    asr_compute_type: str = "int8"
+    asr_beam_size: int = 1
+    #: Remote ASR server and model (``asr_backend=openai``).
+    asr_url: str = "http://127.0.0.1:8002/v1"
+    asr_api_key: SecretStr = SecretStr("not-needed")
+    asr_remote_model: str = "whisper-1"
+    #: ``local``: piper (en) and espeak-ng pinyin (zh); ``openai``: ``/v1/audio/speech``.
+    tts_backend: Literal["local", "openai"] = "local"
+    tts_url: str = "http://127.0.0.1:8003/v1"
+    tts_api_key: SecretStr = SecretStr("not-needed")
+    tts_remote_model: str = "tts-1"
+    tts_voice_en: str = ""
+    tts_voice_zh: str = ""
+    timeout_s: float = 60.0
+    #: Largest upload (25 MB, as OpenAI's API) and longest recording accepted.
+    max_audio_bytes: int = 25 * 1024 * 1024
+    max_audio_seconds: float = 600.0
+    max_speech_chars: int = 4096
+    #: Format of ``audio`` events in voice turns.
+    voice_format: Literal["wav", "mp3", "opus", "pcm"] = "opus"
+    #: Silero speech probability that counts as speech.
+    vad_threshold: float = 0.5
+    #: Silence that ends an utterance.
+    end_of_speech_ms: int = 600
+    #: How often a partial transcript is produced while the user speaks (0: never).
+    partial_interval_ms: int = 1200
+    #: Speech needed while the assistant talks before it counts as barge-in.
+    barge_in_ms: int = 240
+    #: Frames captured during playback must be this much louder than the echo level.
+    echo_margin_db: float = 9.0
+
+
 def _default_backends() -> list[BackendConfig]:
     return [LocalBackendConfig()]
 
@@ -133,6 +175,7 @@ class Settings(BaseSettings):
 
     knowledge: KnowledgeConfig = Field(default_factory=KnowledgeConfig)
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
+    speech: SpeechConfig = Field(default_factory=SpeechConfig)
     #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
     retrieval_k: int = 3
     max_tool_rounds: int = 4

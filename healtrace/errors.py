@@ -127,6 +127,58 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "good light and in focus, or paste the results as text.",
         "未能从照片中读出化验结果。请在光线充足处把结果表格拍平、拍清楚，或直接粘贴文字。",
     ),
+    "audio_empty": (
+        "No audio was received. Please record again.",
+        "没有收到音频，请重新录音。",
+    ),
+    "audio_corrupt": (
+        "The audio could not be read; the file may be truncated or damaged. Please record again.",
+        "无法读取音频，文件可能不完整或已损坏。请重新录音。",
+    ),
+    "audio_unsupported_format": (
+        "That audio format is not supported ({detail}). Send WAV, MP3, Ogg/WebM Opus, "
+        "MP4/AAC, AMR or SILK.",
+        "不支持该音频格式（{detail}）。请发送 WAV、MP3、Ogg/WebM Opus、MP4/AAC、AMR 或 SILK。",
+    ),
+    "audio_too_large": (
+        "The audio file is too large ({size} bytes; the limit is {limit}).",
+        "音频文件过大（{size} 字节，上限为 {limit}）。",
+    ),
+    "audio_too_long": (
+        "The recording is too long ({seconds} seconds; the limit is {limit}). "
+        "Please send a shorter message.",
+        "录音过长（{seconds} 秒，上限为 {limit} 秒）。请缩短后再发送。",
+    ),
+    "audio_silent": (
+        "No speech was heard in the recording. Please speak closer to the microphone.",
+        "录音中没有听到说话声。请靠近麦克风再说一次。",
+    ),
+    "audio_sample_rate_unsupported": (
+        "Audio at {rate} Hz is not supported; use 8000, 16000, 24000, 44100 or 48000 Hz.",
+        "不支持 {rate} Hz 的音频；请使用 8000、16000、24000、44100 或 48000 Hz。",
+    ),
+    "audio_frame_invalid": (
+        "That audio frame is not valid: a frame is one flags byte (0 or 1) followed by "
+        "16-bit PCM samples, so an even number of bytes after the first.",
+        "音频帧无效：每帧为 1 个标志字节（0 或 1），后接 16 位 PCM 采样，"
+        "即首字节之后应为偶数个字节。",
+    ),
+    "voice_not_started": (
+        "Send audio_start before audio frames.",
+        "请先发送 audio_start，再发送音频帧。",
+    ),
+    "speech_text_empty": (
+        "There is no text to speak.",
+        "没有可朗读的文字。",
+    ),
+    "speech_text_too_long": (
+        "The text is too long to speak ({length} characters; the limit is {limit}).",
+        "文字过长，无法朗读（{length} 个字符，上限为 {limit}）。",
+    ),
+    "speech_unavailable": (
+        "Speech is unavailable right now ({detail}). Please type your message instead.",
+        "语音功能暂时不可用（{detail}）。请改为输入文字。",
+    ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",
         "服务器出现问题。您的消息已保存，请重试。",

@@ -6,8 +6,16 @@ import re
 from pathlib import Path
 
 from healtrace.agent.events import EVENT_ADAPTER
-from healtrace.api.protocol import CLIENT_TYPES
-from healtrace.config import SafetyConfig, Settings
+from healtrace.api.protocol import (
+    CLIENT_TYPES,
+    AudioChunk,
+    AudioDone,
+    BargeIn,
+    SpeechStarted,
+    TranscriptEvent,
+    VoiceReady,
+)
+from healtrace.config import SafetyConfig, Settings, SpeechConfig
 from healtrace.errors import MESSAGES
 from healtrace.knowledge.config import KnowledgeConfig
 
@@ -25,9 +33,10 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_readme_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `HEALTRACE_([A-Z_]+)` \|", readme, re.MULTILINE))
-    fields = {name.upper() for name in Settings.model_fields} - {"KNOWLEDGE", "SAFETY"}
+    fields = {name.upper() for name in Settings.model_fields} - {"KNOWLEDGE", "SAFETY", "SPEECH"}
     nested = {f"KNOWLEDGE__{name.upper()}" for name in KnowledgeConfig.model_fields}
     nested |= {f"SAFETY__{name.upper()}" for name in SafetyConfig.model_fields}
+    nested |= {f"SPEECH__{name.upper()}" for name in SpeechConfig.model_fields}
     assert documented == fields | nested
 
 
@@ -45,3 +54,7 @@ def test_protocol_doc_covers_every_frame_event_and_error() -> None:
         assert f"`{kind}`" in doc, kind
     for code in MESSAGES:
         assert f"`{code}`" in doc, code
+    voice = (VoiceReady, SpeechStarted, TranscriptEvent, AudioChunk, AudioDone, BargeIn)
+    for model in voice:
+        kind = model.model_fields["type"].default
+        assert f"`{kind}`" in doc, kind

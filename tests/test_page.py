@@ -15,7 +15,7 @@ CONSOLE = STATIC / "console.html"
 
 
 def _script(page: Path = PAGE) -> str:
-    match = re.search(r"<script>(.*)</script>", page.read_text(), re.DOTALL)
+    match = re.search(r"<script>(.*?)</script>", page.read_text(), re.DOTALL)
     assert match is not None
     return match.group(1)
 
@@ -27,6 +27,28 @@ def test_page_script_parses(tmp_path: Path, page: Path) -> None:
     script.write_text(_script(page))
     result = subprocess.run(["node", "--check", str(script)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
+@pytest.mark.parametrize("name", ["voice.js", "voice-worklet.js"])
+def test_voice_scripts_parse(name: str) -> None:
+    result = subprocess.run(["node", "--check", str(STATIC / name)], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    text = (STATIC / name).read_text()
+    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval("):
+        assert sink not in text, sink
+
+
+def test_chat_page_has_voice_buttons_and_loads_voice_script() -> None:
+    html = PAGE.read_text()
+    assert 'id="pttBtn"' in html and 'id="handsFreeBtn"' in html
+    assert '<script src="/static/voice.js"></script>' in html
+    voice = (STATIC / "voice.js").read_text()
+    # It speaks the documented voice protocol.
+    for frame in ("audio_start", "audio_end", "audio_stop", "playback"):
+        assert f'"{frame}"' in voice, frame
+    for event in ("speech_started", "transcript", "audio", "audio_done", "barge_in"):
+        assert f'case "{event}"' in voice, event
 
 
 @pytest.mark.parametrize("page", [PAGE, CONSOLE], ids=["chat", "console"])

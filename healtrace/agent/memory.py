@@ -70,6 +70,9 @@ class MessageRecord:
     safety: dict[str, Any] | None = None
     #: The clinician's name on a clinician message.
     author: str = ""
+    #: Voice: how a spoken question was heard (duration, ASR model, language), or what of
+    #: a spoken answer the patient heard before interrupting (``spoken_text``, ``interrupted``).
+    voice: dict[str, Any] | None = None
 
     @property
     def is_tool_traffic(self) -> bool:
@@ -127,6 +130,7 @@ def _message_record(row: RowMapping | Mapping[str, Any]) -> MessageRecord:
         citations=tuple(row["citations"] or ()),
         safety=row["safety"],
         author=row["author"],
+        voice=row.get("voice"),
     )
 
 
@@ -146,6 +150,7 @@ class NewMessage:
     reasoning: str = ""
     safety: dict[str, Any] | None = None
     author: str = ""
+    voice: dict[str, Any] | None = None
 
 
 def _append(
@@ -172,6 +177,7 @@ def _append(
             reasoning=m.reasoning,
             safety=m.safety,
             author=m.author,
+            voice=m.voice,
         )
         for offset, m in enumerate(items, start=1)
     ]
@@ -197,6 +203,7 @@ def _append(
                 "citations": list(r.citations) or None,
                 "safety": r.safety,
                 "author": r.author,
+                "voice": r.voice,
                 "created_at": now,
                 "updated_at": now,
             }
@@ -356,6 +363,7 @@ class ChatStore:
         turn_id: str,
         text: str,
         safety: dict[str, Any] | None = None,
+        voice: dict[str, Any] | None = None,
     ) -> TurnStart:
         """Store the user's message and read what the model needs, in one transaction."""
 
@@ -368,7 +376,7 @@ class ChatStore:
             (message,) = _append(
                 s,
                 session_id,
-                [NewMessage(turn_id, "user", text, safety=safety)],
+                [NewMessage(turn_id, "user", text, safety=safety, voice=voice)],
                 touch_session=True,
             )
             info = _session_info(row)
@@ -442,6 +450,16 @@ class ChatStore:
 
         def write(s: Session) -> None:
             result = s.execute(update(Message).where(Message.id == message_id).values(**values))
+            if not getattr(result, "rowcount", 1):
+                raise NotFoundError(f"message {message_id} not found")
+
+        await self.db.run(write)
+
+    async def set_voice(self, message_id: str, voice: dict[str, Any]) -> None:
+        """Record what of a spoken answer was heard (voice turns, barge-in)."""
+
+        def write(s: Session) -> None:
+            result = s.execute(update(Message).where(Message.id == message_id).values(voice=voice))
             if not getattr(result, "rowcount", 1):
                 raise NotFoundError(f"message {message_id} not found")
 

@@ -72,6 +72,8 @@ class UserTurn:
     patient_id: str | None = None
     tenant_id: str | None = None
     client_message_id: str | None = None
+    #: Set for spoken questions: duration, ASR model and language, stored with the message.
+    voice: dict[str, Any] | None = None
 
 
 class OpenHandoff(Protocol):
@@ -266,6 +268,7 @@ class Orchestrator:
             turn_id=turn.turn_id,
             text=turn.text,
             safety={"triage": stored_triage(triage, turn.locale)} if triage else None,
+            voice=turn.voice,
         )
         session = started.session
         yield TurnStarted(

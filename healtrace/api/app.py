@@ -16,11 +16,12 @@ from fastapi.staticfiles import StaticFiles
 from healtrace import __version__
 from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.models.base import ModelBackend
-from healtrace.api import console, labs, rest, ws
+from healtrace.api import console, labs, rest, speech_api, ws
 from healtrace.api._http import error_response, healtrace_error_handler, request_locale
 from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError
+from healtrace.speech.engines import SpeechEngines
 from healtrace.tools.core import ToolRegistry
 
 log = logging.getLogger(__name__)
@@ -33,13 +34,17 @@ def create_app(
     model: ModelBackend | None = None,
     tools: ToolRegistry | None = None,
     knowledge: KnowledgeSearch | None = None,
+    speech: SpeechEngines | None = None,
 ) -> FastAPI:
-    """Build the app. ``model`` and ``tools`` replace the configured ones (tests, embedding)."""
+    """Build the app. ``model``, ``tools``, ``knowledge`` and ``speech`` replace the
+    configured ones (tests, embedding)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await build_services(settings, model=model, tools=tools, knowledge=knowledge)
+        services = await build_services(
+            settings, model=model, tools=tools, knowledge=knowledge, speech=speech
+        )
         app.state.services = services
         key = await ensure_dev_key(services)
         if key:
@@ -70,6 +75,7 @@ def create_app(
         allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept-Language"],
     )
     app.add_exception_handler(HealTraceError, healtrace_error_handler)
+    app.middleware("http")(speech_api.refuse_oversized_upload)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -84,6 +90,7 @@ def create_app(
     app.include_router(ws.router)
     app.include_router(console.router)
     app.include_router(labs.router)
+    app.include_router(speech_api.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -89,6 +89,8 @@ class MessageOut(BaseModel):
     safety: dict[str, Any] | None = None
     #: The clinician who wrote a clinician message.
     author: str = ""
+    #: Voice turns: how a spoken question was heard; what of a spoken answer was heard.
+    voice: dict[str, Any] | None = None
 
     @classmethod
     def of(cls, m: MessageRecord) -> MessageOut:
@@ -109,6 +111,7 @@ class MessageOut(BaseModel):
             citations=list(m.citations),
             safety=m.safety,
             author=m.author,
+            voice=m.voice,
         )
 
 

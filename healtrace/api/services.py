@@ -19,6 +19,7 @@ from healtrace.audit import AuditLog
 from healtrace.config import Settings
 from healtrace.handoff import ClinicianStore, HandoffDesk
 from healtrace.safety.policy import SafetyPolicy
+from healtrace.speech.engines import SpeechEngines
 from healtrace.storage import Database
 from healtrace.tools.core import ToolRegistry, load_tools
 
@@ -44,6 +45,8 @@ class Services:
     clinicians: ClinicianStore
     handoffs: HandoffDesk
     safety: SafetyPolicy
+    #: Speech engines (ASR, TTS), loaded on first use.
+    speech: SpeechEngines
     #: The knowledge base the service opened itself (None if disabled or passed in).
     knowledge: KnowledgeBase | None = None
 
@@ -64,6 +67,7 @@ async def build_services(
     model: ModelBackend | None = None,
     tools: ToolRegistry | None = None,
     knowledge: KnowledgeSearch | None = None,
+    speech: SpeechEngines | None = None,
 ) -> Services:
     """Open the database (migrating it), load tools and the model backends."""
     db = Database(settings.resolved_database_url)
@@ -113,6 +117,7 @@ async def build_services(
         clinicians=ClinicianStore(db, login_hours=settings.safety.console_session_hours),
         handoffs=handoffs,
         safety=safety,
+        speech=speech or SpeechEngines(settings.speech, settings.models_dir),
     )
 
 

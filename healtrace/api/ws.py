@@ -27,21 +27,35 @@ from healtrace.api.protocol import (
     CLOSE_HELLO_TIMEOUT,
     CLOSE_NOT_FOUND,
     CLOSE_ORIGIN,
+    AudioEnd,
+    AudioStart,
+    AudioStop,
     Cancel,
     CancelHandoff,
     Hello,
     HelloOk,
     Ping,
+    Playback,
     Pong,
     RequestHandoff,
     Resume,
     UserMessage,
 )
 from healtrace.api.services import Services
-from healtrace.errors import ConflictError, InputError, NotFoundError, localized
+from healtrace.api.voice import VoiceSession
+from healtrace.errors import ConflictError, HealTraceError, InputError, NotFoundError, localized
 
 log = logging.getLogger(__name__)
 router = APIRouter()
+
+
+class AudioFrame:
+    """One binary audio frame from the client (see ``AudioStart``)."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
 
 
 def _error(code: str, locale: str, **params: Any) -> ErrorEvent:
@@ -59,6 +73,7 @@ class _Connection:
         self.session_id: str | None = None
         self.tenant_id: str | None = None
         self.forwarder: asyncio.Task[None] | None = None
+        self.voice: VoiceSession | None = None
         self._send_lock = asyncio.Lock()
 
     async def send(self, payload: BaseModel) -> None:
@@ -76,6 +91,9 @@ class _Connection:
         size = len(raw.encode("utf-8") if isinstance(raw, str) else raw)
         if size > self.settings.max_frame_bytes:
             return "frame_too_large", {"size": size, "limit": self.settings.max_frame_bytes}
+        if isinstance(raw, bytes) and raw[:1] in (b"\x00", b"\x01"):
+            # Binary audio: a flags byte (0 or 1) then PCM; JSON never starts so.
+            return None, AudioFrame(raw)
         try:
             data = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
@@ -165,6 +183,8 @@ class _Connection:
                 if event.type == "reasoning" and not self.settings.stream_reasoning:
                     continue
                 await self.send(event)
+                if self.voice is not None:
+                    await self.voice.observe(event)
         finally:
             await stream.aclose()
 
@@ -176,6 +196,8 @@ class _Connection:
             code, frame = await self.receive_frame()
             if code is not None:
                 await self.send(_error(code, self.locale, **frame))
+            elif isinstance(frame, AudioFrame | AudioStart | AudioEnd | AudioStop | Playback):
+                await self.on_voice(frame)
             elif isinstance(frame, UserMessage):
                 await self.on_user_message(frame)
             elif isinstance(frame, Cancel):
@@ -224,7 +246,43 @@ class _Connection:
             await self.send(_error(exc.code, self.locale))
             return
 
+    async def on_voice(
+        self, frame: AudioFrame | AudioStart | AudioEnd | AudioStop | Playback
+    ) -> None:
+        assert self.session_id is not None
+        try:
+            if isinstance(frame, AudioStart):
+                if self.voice is not None:
+                    await self.voice.close()
+                    self.voice = None
+                voice = VoiceSession(
+                    self.services,
+                    frame,
+                    session_id=self.session_id,
+                    tenant_id=self.tenant_id,
+                    locale=self.locale,
+                    send=self.send,
+                )
+                await voice.start()
+                self.voice = voice
+            elif self.voice is None:
+                if not isinstance(frame, AudioStop | Playback):
+                    await self.send(_error("voice_not_started", self.locale))
+            elif isinstance(frame, AudioFrame):
+                await self.voice.on_audio(frame.data)
+            elif isinstance(frame, AudioEnd):
+                await self.voice.on_end()
+            elif isinstance(frame, Playback):
+                self.voice.on_playback(frame)
+            else:
+                await self.voice.close()
+                self.voice = None
+        except HealTraceError as exc:
+            await self.send(_error(exc.code, self.locale, **{"detail": exc.detail, **exc.params}))
+
     async def close(self) -> None:
+        if self.voice is not None:
+            await self.voice.close()
         if self.forwarder is not None:
             self.forwarder.cancel()
             await asyncio.gather(self.forwarder, return_exceptions=True)

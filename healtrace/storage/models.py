@@ -83,6 +83,8 @@ class Message(Base):
     safety: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: Who wrote a clinician message (the clinician's display name).
     author: Mapped[str] = mapped_column(String(200), default="")
+    #: Voice turns: how a spoken question was heard, what of a spoken answer was heard.
+    voice: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     #: complete | streaming | cancelled | error | interrupted
     status: Mapped[str] = mapped_column(String(16), default="complete")
     model: Mapped[str] = mapped_column(String(200), default="")

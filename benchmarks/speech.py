@@ -1,0 +1,235 @@
+"""Speech speed: ASR real-time factor, TTS time to first audio, and voice-turn latency.
+
+    python benchmarks/speech.py [--runs 3] [--write BENCHMARKS.md] [--skip-turn]
+
+1. ASR: faster-whisper (int8, 2 threads) on espeak-ng speech; real-time factor = decode time
+   / audio duration (lower is faster), median of ``--runs``.
+2. TTS: time from asking for a sentence to its first audio chunk, and real-time factor.
+3. Voice turn: a live server with the embedded defaults (Whisper base, Silero VAD, the local
+   Qwen2.5 0.5B model with retrieval, piper); a WebSocket client streams a spoken question
+   at real-time pace in 20 ms frames and times each stage from the end of speech to the first
+   byte of the answer's audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from _report import write_block
+
+from healtrace.config import Settings
+from healtrace.speech.asr import WhisperASR
+from healtrace.speech.audio import decode_audio, resample
+from healtrace.speech.engines import SpeechEngines
+from healtrace.speech.tts import EspeakPinyinTTS, PiperTTS
+from healtrace.speech.types import Audio
+from healtrace.speech.whisper_models import resolve_whisper_model
+
+EN_TEXT = (
+    "I have had a headache and a mild fever for two days. "
+    "Should I take paracetamol, and when should I see a doctor?"
+)
+ZH_PINYIN = "wo3 fa1 shao1 liang3 tian1 le5, hai2 you3 ke2 sou4, xu1 yao4 qu4 yi1 yuan4 ma5?"
+ZH_TEXT = "我发烧两天了，还有咳嗽，需要去医院吗？"
+TURN_QUESTION = "What is a normal blood pressure?"
+
+
+def espeak(text: str, voice: str, tmp: Path) -> Audio:
+    out = tmp / f"{voice}-{abs(hash(text))}.wav"
+    subprocess.run(["espeak-ng", "-v", voice, "-w", str(out), text], check=True)
+    return decode_audio(out.read_bytes(), max_bytes=50_000_000, max_seconds=600)
+
+
+async def asr_rows(tmp: Path, runs: int, models_dir: Path) -> list[str]:
+    en = espeak(EN_TEXT, "en-us", tmp)
+    zh = espeak(ZH_PINYIN, "cmn-latn-pinyin", tmp)
+    engines = SpeechEngines(Settings().speech, models_dir)
+    rows = []
+    for name, clip, lang, prompt in (
+        ("base", en, "en", None),
+        ("base", zh, "zh", engines.prompt("zh")),
+        ("tiny.en", en, "en", None),
+    ):
+        asr = WhisperASR(resolve_whisper_model(name, models_dir), threads=2, name=name)
+        start = time.perf_counter()
+        asr.load()
+        load_s = time.perf_counter() - start
+        times = []
+        for _ in range(runs + 1):
+            start = time.perf_counter()
+            result = await asr.transcribe(clip, language=lang, prompt=prompt)
+            times.append(time.perf_counter() - start)
+        decode = statistics.median(times[1:])
+        rows.append(
+            f"| Whisper {name}, int8, 2 threads | {lang} | {clip.duration_s:.1f} | "
+            f"{load_s:.2f} | {decode * 1000:.0f} | **{decode / clip.duration_s:.3f}** | "
+            f"{result.text[:60]} |"
+        )
+    return rows
+
+
+async def tts_rows(runs: int) -> list[str]:
+    rows = []
+    for label, engine, text, lang in (
+        ("piper en_US-joe-medium", PiperTTS(), "Drink plenty of water and rest.", "en"),
+        ("espeak-ng cmn-latn-pinyin", EspeakPinyinTTS(), "多喝水，注意休息。", "zh"),
+    ):
+        load = getattr(engine, "load", None)
+        if callable(load):
+            load()
+        firsts, rtfs = [], []
+        for _ in range(runs + 1):
+            start = time.perf_counter()
+            first: float | None = None
+            total = 0.0
+            async for chunk in engine.synthesize(text, language=lang):
+                if first is None:
+                    first = time.perf_counter() - start
+                total += chunk.duration_s
+            elapsed = time.perf_counter() - start
+            assert first is not None
+            firsts.append(first)
+            rtfs.append(elapsed / total)
+        rows.append(
+            f"| {label} | “{text}” | **{statistics.median(firsts[1:]) * 1000:.0f}** | "
+            f"{statistics.median(rtfs[1:]):.3f} |"
+        )
+    return rows
+
+
+async def voice_turn(runs: int, tmp: Path) -> list[str]:
+    import websockets
+
+    from healtrace.agent.memory import ChatStore
+    from healtrace.api.app import create_app
+    from healtrace.api.testing import LiveServer
+    from healtrace.storage import Database
+
+    settings = Settings(data_dir=tmp / "data", dev_key=False)
+    db = Database(settings.resolved_database_url)
+    await db.migrate()
+    key = (await ChatStore(db).create_api_key("bench"))[1]
+    await db.dispose()
+    question = espeak(TURN_QUESTION, "en-us", tmp)
+    pcm = resample(question, 48000).pcm16()
+    speech = [b"\x00" + pcm[i : i + 1920] for i in range(0, len(pcm), 1920)]
+    tail = [b"\x00" + bytes(1920)] * 75  # 1.5 s of silence
+    stages: dict[str, list[float]] = {}
+    async with LiveServer(create_app(settings)) as live:
+        ws = await websockets.connect(live.ws, max_size=1 << 24)
+        await ws.send(json.dumps({"type": "hello", "api_key": key}))
+        await ws.recv()
+        await ws.send(json.dumps({"type": "audio_start", "sample_rate": 48000}))
+        await ws.recv()
+        await asyncio.sleep(3)  # the engines warm up while a user would start talking
+        for run in range(runs + 1):
+            events: list[tuple[float, dict[str, Any]]] = []
+
+            async def read(events: list[tuple[float, dict[str, Any]]] = events) -> None:
+                while True:
+                    raw = await ws.recv()
+                    event = json.loads(raw)
+                    events.append((time.perf_counter(), event))
+                    if event["type"] == "audio_done":
+                        return
+
+            reader = asyncio.create_task(read())
+            for frame in speech:  # real-time pace, as a microphone delivers it
+                await ws.send(frame)
+                await asyncio.sleep(0.02)
+            t0 = time.perf_counter()
+            for frame in tail:
+                await ws.send(frame)
+                await asyncio.sleep(0.02)
+            await asyncio.wait_for(reader, 300)
+
+            def at(
+                kind: str, events: list[tuple[float, dict[str, Any]]] = events, **match: Any
+            ) -> tuple[float, dict[str, Any]]:
+                return next(
+                    (t, e)
+                    for t, e in events
+                    if e["type"] == kind and all(e.get(k) == v for k, v in match.items())
+                )
+
+            t_final, final = at("transcript", final=True)
+            t_started, _ = at("turn_started")
+            t_token, _ = at("token")
+            t_audio, audio = at("audio")
+            if run == 0:
+                continue  # the first turn also loads the model's prompt cache
+            asr_s = final["asr_ms"] / 1000
+            synth_s = audio["synth_ms"] / 1000
+            for name, value in (
+                ("end-of-speech detection (VAD silence)", t_final - t0 - asr_s),
+                ("ASR (Whisper base, final)", asr_s),
+                ("store + triage, turn started", t_started - t_final),
+                ("model: first token (with retrieval)", t_token - t_started),
+                ("model: rest of the first sentence", t_audio - synth_s - t_token),
+                ("TTS + encode first sentence (piper, opus)", synth_s),
+                ("**end of speech → first audio byte**", t_audio - t0),
+            ):
+                stages.setdefault(name, []).append(value * 1000)
+        await ws.close()
+    return [f"| {name} | {statistics.median(v):.0f} |" for name, v in stages.items()]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--write", type=Path)
+    parser.add_argument("--skip-turn", action="store_true")
+    args = parser.parse_args()
+    models_dir = Settings().models_dir
+    with tempfile.TemporaryDirectory() as d:
+        tmp = Path(d)
+        asr = await asr_rows(tmp, args.runs, models_dir)
+        tts = await tts_rows(args.runs)
+        turn = [] if args.skip_turn else await voice_turn(args.runs, tmp)
+    cpu = os.cpu_count()
+    lines = [
+        f"{cpu} CPU cores; median of {args.runs} runs after a warm-up run. "
+        "Speech made with espeak-ng.",
+        "",
+        "| ASR | language | audio (s) | load (s) | decode (ms) | real-time factor | text |",
+        "|---|---|---|---|---|---|---|",
+        *asr,
+        "",
+        "Target: real-time factor ≤ 0.15 for base int8 on 2 threads.",
+        "",
+        "| TTS | sentence | first audio (ms) | real-time factor |",
+        "|---|---|---|---|",
+        *tts,
+        "",
+        "Target: first audio ≤ 300 ms.",
+    ]
+    if turn:
+        lines += [
+            "",
+            "Voice turn, server-added latency by stage (embedded defaults: Silero VAD with "
+            "600 ms end-of-speech silence, Whisper base, local Qwen2.5-Coder-0.5B Q4_K_M with "
+            "retrieval, piper, opus):",
+            "",
+            "| stage | ms |",
+            "|---|---|",
+            *turn,
+            "",
+            "Anchor: Pipecat and LiveKit report 0.5–1.2 s voice-to-voice with GPU or cloud models.",
+        ]
+    body = "\n".join(lines)
+    print(body)
+    if args.write:
+        write_block(args.write, "speech", body)
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
