@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import io
 import json
-import subprocess
 import wave
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +27,7 @@ from healtrace.speech.tts import EspeakPinyinTTS, LocalTTS, PiperTTS
 from healtrace.speech.types import Audio
 from healtrace.speech.whisper_models import resolve_whisper_model
 from healtrace.storage import Database
+from tests._speech import cer, espeak, words
 
 EN = "The patient has a fever and a sore throat."
 ZH = (
@@ -36,25 +36,6 @@ ZH = (
     "我的血压是一百四十，高吗？",
     "我发烧了，喉咙很痛。",
 )
-
-
-def words(text: str) -> list[str]:
-    return "".join(c.lower() if c.isalnum() or c.isspace() else " " for c in text).split()
-
-
-def distance(a: list[str], b: list[str]) -> int:
-    row = list(range(len(b) + 1))
-    for i, x in enumerate(a, 1):
-        prev, row[0] = row[0], i
-        for j, y in enumerate(b, 1):
-            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
-    return row[-1]
-
-
-def cer(ref: str, hyp: str) -> float:
-    keep = [c for c in ref if c.isalnum()]
-    got = [c for c in hyp if c.isalnum()]
-    return distance(keep, got) / len(keep)
 
 
 @pytest.fixture(scope="module")
@@ -154,9 +135,7 @@ def _wav(seconds: float, rate: int = 8000, width: int = 2) -> bytes:
 
 def _amr(tmp: Path) -> bytes:
     """A WeChat-style AMR-NB voice note of espeak speech (PyAV can encode AMR-NB)."""
-    src = tmp / "q.wav"
-    subprocess.run(["/usr/bin/espeak-ng", "-v", "en-us", "-w", str(src), EN], check=True)
-    audio = decode_audio(src.read_bytes(), max_bytes=10_000_000, max_seconds=60)
+    audio = espeak(EN, "en-us", tmp)
     out = io.BytesIO()
     with av.open(out, "w", format="amr") as container:
         stream = container.add_stream("libopencore_amrnb", rate=8000)

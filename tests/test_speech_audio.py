@@ -280,3 +280,21 @@ def test_damaged_uploads_only_ever_raise_speech_errors() -> None:
             assert exc.code in {"audio_corrupt", "audio_too_long", "audio_unsupported_format"}
         else:
             assert audio.sample_rate == SAMPLE_RATE and len(audio.samples) > 0
+
+
+def test_a_container_without_audio_is_an_unsupported_format() -> None:
+    """A video-only WebM (a screen recording sent as a voice note) is refused by name."""
+    buf = io.BytesIO()
+    with av.open(buf, "w", format="webm") as container:
+        stream = container.add_stream("libvpx", rate=10)
+        stream.width, stream.height, stream.pix_fmt = 64, 64, "yuv420p"
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((64, 64, 3), np.uint8), format="rgb24")
+            for packet in stream.encode(frame):
+                container.mux(packet)
+        for packet in stream.encode(None):
+            container.mux(packet)
+    with pytest.raises(SpeechError) as err:
+        decode_audio(buf.getvalue(), max_bytes=10_000_000, max_seconds=60)
+    assert err.value.code == "audio_unsupported_format"
+    assert "no audio track" in err.value.message("en")

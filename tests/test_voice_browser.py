@@ -8,7 +8,6 @@ Playwright never downloads a browser here.
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 from typing import Any
 
@@ -21,12 +20,13 @@ from healtrace.api.app import create_app
 from healtrace.api.testing import LiveServer
 from healtrace.config import Settings, SpeechConfig
 from healtrace.speech.asr import WhisperASR
-from healtrace.speech.audio import decode_audio, encode
+from healtrace.speech.audio import encode
 from healtrace.speech.engines import SpeechEngines
 from healtrace.speech.tts import ScriptedTTS
 from healtrace.speech.types import SAMPLE_RATE, Audio
 from healtrace.speech.whisper_models import resolve_whisper_model
 from healtrace.storage import Database
+from tests._speech import espeak
 
 CHROMIUM = Path("/usr/bin/chromium")
 pytestmark = pytest.mark.skipif(
@@ -42,9 +42,7 @@ ANSWER = "A normal blood pressure is below 120 over 80. Measure it at rest."
 
 def _question_wav(tmp: Path) -> Path:
     """The question with silence around it, as 16-bit PCM WAV (what Chromium's fake mic reads)."""
-    raw = tmp / "raw.wav"
-    subprocess.run(["/usr/bin/espeak-ng", "-v", "en-us", "-w", str(raw), QUESTION], check=True)
-    speech = decode_audio(raw.read_bytes(), max_bytes=10_000_000, max_seconds=60)
+    speech = espeak(QUESTION, "en-us", tmp)
     pad = np.zeros(int(0.4 * SAMPLE_RATE), dtype=np.float32)
     tail = np.zeros(int(8 * SAMPLE_RATE), dtype=np.float32)
     padded = Audio(np.concatenate([pad, speech.samples, tail]), SAMPLE_RATE)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +32,7 @@ from healtrace.speech.tts import LocalTTS, ScriptedTTS
 from healtrace.speech.types import SAMPLE_RATE, Audio
 from healtrace.speech.whisper_models import resolve_whisper_model
 from healtrace.storage import Database
+from tests._speech import espeak
 
 QUESTION = "What is a normal blood pressure?"
 LONG_ANSWER = (
@@ -42,12 +42,6 @@ LONG_ANSWER = (
     "Please see a doctor if your readings stay high."
 )
 FRAME = SAMPLE_RATE // 50  # 20 ms
-
-
-def espeak(text: str, tmp: Path, voice: str = "en-us") -> Audio:
-    out = tmp / f"speech-{abs(hash((text, voice)))}.wav"
-    subprocess.run(["/usr/bin/espeak-ng", "-v", voice, "-w", str(out), text], check=True)
-    return decode_audio(out.read_bytes(), max_bytes=10_000_000, max_seconds=60)
 
 
 def frames(audio: Audio, rate: int = SAMPLE_RATE, flag: int = 0) -> list[bytes]:
@@ -108,12 +102,12 @@ def speech_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def question(speech_dir: Path) -> Audio:
-    return espeak(QUESTION, speech_dir)
+    return espeak(QUESTION, "en-us", speech_dir)
 
 
 @pytest.fixture(scope="module")
 def interruption(speech_dir: Path) -> Audio:
-    return espeak("Stop, I have another question.", speech_dir)
+    return espeak("Stop, I have another question.", "en-us", speech_dir)
 
 
 @pytest.fixture

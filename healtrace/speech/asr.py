@@ -321,28 +321,19 @@ def build_asr(config: SpeechConfig, models_dir: Path) -> ASR:
 _SEPARATORS = {"zh": "、", "ja": "、"}
 
 
-#: Whisper reads the prompt as the transcript that came before: a sentence framing the
-#: terms works better than a bare list, which it tends to continue as a list.
-_PROMPT_LEAD = {
-    "zh": "以下是患者用普通话进行的健康咨询，可能提到",
-    "en": "A patient asks about their health and may mention ",
-}
-
-
 def medical_prompt(terms: Iterable[str], language: str, *, max_chars: int = 220) -> str:
     """A short vocabulary prompt for Whisper's ``initial_prompt``.
 
     Whisper reads the prompt as preceding transcript (about 224 tokens at most, and long
-    prompts make it more likely to hallucinate or copy them), so this is one framing
-    sentence ("A patient asks … and may mention …") and the terms, deduplicated in order, in
-    the language's list punctuation, cut at a whole term so it stays under ``max_chars``.
-    Simplified Chinese in the prompt also nudges Whisper to write simplified rather than
-    traditional characters. Returns ``""`` when there are no terms.
+    prompts make it more likely to hallucinate or copy them), so this is only a list of the
+    terms, deduplicated in order, in the language's list punctuation, cut at a whole term so
+    it stays under ``max_chars``. A list in simplified Chinese also nudges Whisper to write
+    simplified rather than traditional characters. (A framing sentence before the list —
+    "以下是患者…可能提到" — was tried and measured worse on espeak-ng Mandarin: mean CER
+    0.63 against 0.56 for the bare list, 0.83 with no prompt.) Returns ``""`` when there
+    are no terms.
     """
-    code = normalize_language(language) or "en"
-    lead = _PROMPT_LEAD.get(code, "")
-    body = _term_list(terms, code, max_chars - len(lead))
-    return f"{lead}{body}" if body else ""
+    return _term_list(terms, normalize_language(language) or "en", max_chars)
 
 
 def _term_list(terms: Iterable[str], code: str, max_chars: int) -> str:

@@ -208,8 +208,12 @@ def _decode_av(data: bytes, kind: str, max_seconds: float) -> Audio:
         raise _corrupt(f"cannot open {kind}: {exc}") from exc
     with container:
         if not container.streams.audio:
-            raise _corrupt(f"{kind} without an audio stream")
+            raise SpeechError(f"{kind} file with no audio track", code="audio_unsupported_format")
         stream = container.streams.audio[0]
+        if stream.codec_context is None or stream.codec_context.codec is None:
+            raise SpeechError(
+                f"{kind} audio in a codec that cannot be decoded", code="audio_unsupported_format"
+            )
         # The container's own duration catches a long recording before any decoding.
         declared = _declared_seconds(container, stream)
         if declared is not None and declared > max_seconds:
