@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from _report import write_block
 
 from healtrace.config import Settings
@@ -125,6 +126,15 @@ async def tts_rows(runs: int) -> list[str]:
     return rows
 
 
+async def _read_until_audio_done(ws: Any, events: list[tuple[float, dict[str, Any]]]) -> None:
+    """Timestamp every event of one voice turn as it arrives."""
+    while True:
+        event = json.loads(await ws.recv())
+        events.append((time.perf_counter(), event))
+        if event["type"] == "audio_done":
+            return
+
+
 async def voice_turn(runs: int, tmp: Path, *, scripted: bool) -> dict[str, float]:
     import websockets
 
@@ -147,29 +157,24 @@ async def voice_turn(runs: int, tmp: Path, *, scripted: bool) -> dict[str, float
     key = (await ChatStore(db).create_api_key("bench"))[1]
     await db.dispose()
     question = espeak(TURN_QUESTION, "en-us", tmp)
+    # Cut espeak's trailing quiet so the end of the clip is the end of speech.
+    loud = np.flatnonzero(np.abs(question.samples) > 0.01)
+    question = Audio(question.samples[: loud[-1] + 1], question.sample_rate)
     pcm = resample(question, 48000).pcm16()
     speech = [b"\x00" + pcm[i : i + 1920] for i in range(0, len(pcm), 1920)]
     tail = [b"\x00" + bytes(1920)] * 75  # 1.5 s of silence
     stages: dict[str, list[float]] = {}
     async with LiveServer(create_app(settings)) as live:
-        ws = await websockets.connect(live.ws, max_size=1 << 24)
-        await ws.send(json.dumps({"type": "hello", "api_key": key}))
-        await ws.recv()
-        await ws.send(json.dumps({"type": "audio_start", "sample_rate": 48000}))
-        await ws.recv()
-        await asyncio.sleep(3)  # the engines warm up while a user would start talking
         for run in range(runs + 1):
+            # A new conversation each time, so every turn has the same prompt to evaluate.
+            ws = await websockets.connect(live.ws, max_size=1 << 24)
+            await ws.send(json.dumps({"type": "hello", "api_key": key}))
+            await ws.recv()
+            await ws.send(json.dumps({"type": "audio_start", "sample_rate": 48000}))
+            await ws.recv()
+            await asyncio.sleep(3)  # the engines warm up while a user would start talking
             events: list[tuple[float, dict[str, Any]]] = []
-
-            async def read(events: list[tuple[float, dict[str, Any]]] = events) -> None:
-                while True:
-                    raw = await ws.recv()
-                    event = json.loads(raw)
-                    events.append((time.perf_counter(), event))
-                    if event["type"] == "audio_done":
-                        return
-
-            reader = asyncio.create_task(read())
+            reader = asyncio.create_task(_read_until_audio_done(ws, events))
             for frame in speech:  # real-time pace, as a microphone delivers it
                 await ws.send(frame)
                 await asyncio.sleep(0.02)
@@ -178,6 +183,7 @@ async def voice_turn(runs: int, tmp: Path, *, scripted: bool) -> dict[str, float
                 await ws.send(frame)
                 await asyncio.sleep(0.02)
             await asyncio.wait_for(reader, 300)
+            await ws.close()
 
             def at(
                 kind: str, events: list[tuple[float, dict[str, Any]]] = events, **match: Any
@@ -208,7 +214,6 @@ async def voice_turn(runs: int, tmp: Path, *, scripted: bool) -> dict[str, float
                 ("**end of speech → first audio byte**", t_audio - t0),
             ):
                 stages.setdefault(name, []).append(value * 1000)
-        await ws.close()
     return {name: statistics.median(v) for name, v in stages.items()}
 
 
