@@ -79,6 +79,7 @@ bench: install models
 	$(BIN)/python benchmarks/safety.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/labs.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/speech.py --write BENCHMARKS.md
+	$(BIN)/python benchmarks/vision.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

@@ -28,12 +28,14 @@ clinicians_app = typer.Typer(no_args_is_help=True, help="Clinician console accou
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log")
 labs_app = typer.Typer(no_args_is_help=True, help="Lab results")
 speech_app = typer.Typer(no_args_is_help=True, help="Speech to text and text to speech")
+vision_app = typer.Typer(no_args_is_help=True, help="Photos and DICOM studies")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(clinicians_app, name="clinicians")
 app.add_typer(audit_app, name="audit")
 app.add_typer(labs_app, name="labs")
 app.add_typer(speech_app, name="speech")
+app.add_typer(vision_app, name="vision")
 app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
 app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage quality)")
 app.command("triage")(triage_command)
@@ -379,6 +381,74 @@ def speech_say(
         typer.echo(exc.message(settings.default_locale), err=True)
         raise typer.Exit(2) from exc
     typer.echo(f"{output}: {audio.duration_s:.2f} s of speech ({engines.tts.name})")
+
+
+@vision_app.command("analyze")
+def vision_analyze(
+    source: Annotated[Path, typer.Argument(help="A photo (JPEG, PNG, WebP, HEIC) or DICOM file")],
+    kind: Annotated[str, typer.Option(help="auto, tongue, report, photo or dicom")] = "auto",
+    locale: Annotated[str, typer.Option(help="en or zh-CN")] = "en",
+    sex: Annotated[str | None, typer.Option(help="M or F, for lab ranges")] = None,
+    age: Annotated[float | None, typer.Option(help="Age in years, for lab ranges")] = None,
+    json_: Annotated[bool, typer.Option("--json", help="Print JSON")] = False,
+) -> None:
+    """Analyse an image as the service does: quality, tongue features, report OCR and
+    labs, DICOM metadata (de-identified), and the vision model if one is configured."""
+    import asyncio
+    import json
+
+    from healtrace.errors import HealTraceError
+    from healtrace.vision.service import analyze_upload
+
+    if kind not in ("auto", "tongue", "report", "photo", "dicom"):
+        raise typer.BadParameter("auto, tongue, report, photo or dicom", param_hint="--kind")
+    if sex is not None and sex.upper() not in ("M", "F"):
+        raise typer.BadParameter("M or F", param_hint="--sex")
+    settings = Settings()
+    try:
+        out = asyncio.run(
+            analyze_upload(
+                source.read_bytes(),
+                settings=settings,
+                tenant_id="local",
+                locale=locale,
+                kind=kind,  # type: ignore[arg-type]
+                sex=sex.upper() if sex else None,
+                age=age,
+            )
+        )
+    except HealTraceError as exc:
+        typer.echo(exc.message(locale), err=True)
+        raise typer.Exit(2) from exc
+    if json_:
+        typer.echo(json.dumps(out, ensure_ascii=False, indent=2))
+        return
+    typer.echo(f"{out['kind']} ({', '.join(out['engines'])})")
+    for issue in (out.get("quality") or {}).get("issues", []):
+        typer.echo(f"! {issue.get('message', issue.get('code'))}")
+    tongue = out.get("tongue")
+    if tongue:
+        for name, feature in (tongue.get("features") or {}).items():
+            if isinstance(feature, dict):
+                label = feature.get("label") or feature.get("category")
+                typer.echo(f"{name}: {label} (confidence {feature.get('confidence', 0):.2f})")
+                if feature.get("meaning"):
+                    typer.echo(f"  {feature['meaning']}")
+        if tongue.get("framing"):
+            typer.echo(str(tongue["framing"]))
+    labs = out.get("labs")
+    if labs:
+        for r in labs["results"]:
+            value = r["qualitative"] or r["value"]
+            typer.echo(f"{r['name']:28} {value!s:>8} {r['unit']:10} {r['flag'] or '?'}")
+    for med in out.get("medications") or []:
+        typer.echo(f"medicine: {med['name']} ({med['matched']}) → {med['article']}")
+    if out.get("dicom"):
+        meta = out["dicom"].get("metadata", {})
+        typer.echo(", ".join(f"{k}: {v}" for k, v in meta.items() if v not in (None, "")))
+    if out.get("vlm") and out["vlm"].get("text"):
+        typer.echo(f"[{out['vlm']['engine']}] {out['vlm']['text']}")
+    typer.echo(out["note"])
 
 
 def main() -> None:

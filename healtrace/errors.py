@@ -179,6 +179,41 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Speech is unavailable right now ({detail}). Please type your message instead.",
         "语音功能暂时不可用（{detail}）。请改为输入文字。",
     ),
+    "image_empty": (
+        "No image was received. Please choose a photo.",
+        "没有收到图片，请选择一张照片。",
+    ),
+    "image_unsupported_format": (
+        "That file is not an image HealTrace accepts ({detail}). Send JPEG, PNG, WebP, HEIC "
+        "or DICOM.",
+        "不支持该文件（{detail}）。请发送 JPEG、PNG、WebP、HEIC 或 DICOM 格式的图片。",
+    ),
+    "image_too_large": (
+        "The image file is too large ({size} bytes; the limit is {limit}).",
+        "图片文件过大（{size} 字节，上限为 {limit}）。",
+    ),
+    "image_too_many_pixels": (
+        "The image is too large ({width}×{height} pixels; the limit is {limit} megapixels). "
+        "Please send a smaller photo.",
+        "图片尺寸过大（{width}×{height} 像素，上限为 {limit} 百万像素）。请发送较小的照片。",
+    ),
+    "image_corrupt": (
+        "The image could not be read; the file may be truncated or damaged. Please send it again.",
+        "无法读取该图片，文件可能不完整或已损坏。请重新发送。",
+    ),
+    "dicom_no_pixels": (
+        "This DICOM file has no image data (pixel data) to show or analyse.",
+        "该 DICOM 文件不含可显示或分析的图像数据（像素数据）。",
+    ),
+    "vlm_unavailable": (
+        "The image model is unavailable right now ({detail}); the result below comes from "
+        "HealTrace's built-in analysis only.",
+        "图像模型暂时不可用（{detail}）；以下结果仅来自 HealTrace 内置分析。",
+    ),
+    "image_not_found": (
+        "That image was not found.",
+        "未找到该图片。",
+    ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",
         "服务器出现问题。您的消息已保存，请重试。",

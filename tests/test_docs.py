@@ -15,7 +15,7 @@ from healtrace.api.protocol import (
     TranscriptEvent,
     VoiceReady,
 )
-from healtrace.config import SafetyConfig, Settings, SpeechConfig
+from healtrace.config import SafetyConfig, Settings, SpeechConfig, VisionConfig
 from healtrace.errors import MESSAGES
 from healtrace.knowledge.config import KnowledgeConfig
 
@@ -33,10 +33,16 @@ def test_readme_opens_with_the_two_commands() -> None:
 def test_readme_lists_every_setting() -> None:
     readme = (ROOT / "README.md").read_text()
     documented = set(re.findall(r"^\| `HEALTRACE_([A-Z_]+)` \|", readme, re.MULTILINE))
-    fields = {name.upper() for name in Settings.model_fields} - {"KNOWLEDGE", "SAFETY", "SPEECH"}
+    fields = {name.upper() for name in Settings.model_fields} - {
+        "KNOWLEDGE",
+        "SAFETY",
+        "SPEECH",
+        "VISION",
+    }
     nested = {f"KNOWLEDGE__{name.upper()}" for name in KnowledgeConfig.model_fields}
     nested |= {f"SAFETY__{name.upper()}" for name in SafetyConfig.model_fields}
     nested |= {f"SPEECH__{name.upper()}" for name in SpeechConfig.model_fields}
+    nested |= {f"VISION__{name.upper()}" for name in VisionConfig.model_fields}
     assert documented == fields | nested
 
 

@@ -253,7 +253,7 @@ async def test_push_to_talk(
     assert kinds[:3] == ["speech_started", "transcript", "turn_started"]
     assert "audio" not in kinds
     assert asr.calls[0][1] == "en"  # the session's language, not auto-detect
-    assert asr.calls[0][2]  # with a medical vocabulary prompt
+    assert asr.calls[0][2] is None  # English gets no vocabulary prompt (it hurt, measured)
     # Released with nothing said: a specific error, and the connection keeps serving.
     await stream(ws, frames(silence(0.5)))
     await ws.send(json.dumps({"type": "audio_end"}))
@@ -314,3 +314,13 @@ async def test_voice_records_are_stored(store: ChatStore) -> None:
     messages = await store.messages(session.id)
     assert [m.voice for m in messages] == [heard, spoken]
     assert started.user_message.voice == heard
+
+
+def test_vocabulary_prompt_only_for_the_configured_languages(voice_settings: Settings) -> None:
+    engines = SpeechEngines(voice_settings.speech, voice_settings.models_dir)
+    zh = engines.prompt("zh-CN")
+    assert zh is not None and zh.startswith("发烧、咳嗽") and len(zh) <= 90
+    assert engines.prompt("en") is None and engines.prompt(None) is None
+    both = SpeechEngines(SpeechConfig(asr_prompt_languages=["zh", "en"]), voice_settings.models_dir)
+    en = both.prompt("en")
+    assert en is not None and en.startswith("fever, cough") and "HbA1c" in en

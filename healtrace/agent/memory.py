@@ -267,6 +267,14 @@ class ChatStore:
 
         return await self.db.run(lookup)
 
+    async def key_tenant(self, key_id: str) -> str:
+        """The tenant an API key belongs to (what its uploads and sessions are filed under)."""
+
+        def lookup(s: Session) -> str:
+            return s.scalar(select(ApiKey.tenant_id).where(ApiKey.id == key_id)) or "default"
+
+        return await self.db.run(lookup)
+
     async def ensure_named_key(self, name: str) -> str:
         """The id of a live key called ``name`` (created, never shown, if missing).
 

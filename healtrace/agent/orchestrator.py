@@ -74,6 +74,8 @@ class UserTurn:
     client_message_id: str | None = None
     #: Set for spoken questions: duration, ASR model and language, stored with the message.
     voice: dict[str, Any] | None = None
+    #: Images the patient attached (ids from ``POST /v1/images``, of the turn's tenant).
+    image_ids: tuple[str, ...] = ()
 
 
 class OpenHandoff(Protocol):
@@ -234,13 +236,16 @@ class Orchestrator:
 
     # --- prompts --------------------------------------------------------------------------
 
-    def system_prompt(self, locale: str, *, with_text_tools: bool) -> str:
+    def system_prompt(
+        self, locale: str, *, with_text_tools: bool, tools: ToolRegistry | None = None
+    ) -> str:
+        tools = self.tools if tools is None else tools
         prompt = load_prompt("system", locale)
-        if with_text_tools and len(self.tools):
+        if with_text_tools and len(tools):
             described = "\n".join(
                 f"- {s.name}: {s.description.splitlines()[0]} Arguments (JSON schema): "
                 f"{json.dumps(s.parameters.get('properties', {}), ensure_ascii=False)}"
-                for s in self.tools.specs()
+                for s in tools.specs()
             )
             prompt += "\n\n" + load_prompt("tools_fallback", locale).replace("{tools}", described)
         return prompt
@@ -311,8 +316,11 @@ class Orchestrator:
             knowledge=self.knowledge,
         )
         native = self.model.native_tools
+        # Image tools are offered only in turns that carry images: without one there is
+        # nothing for them to look at.
+        tools = self.tools if turn.image_ids else self.tools.without("images")
         window = build_context(
-            self.system_prompt(turn.locale, with_text_tools=not native),
+            self.system_prompt(turn.locale, with_text_tools=not native, tools=tools),
             started.history,
             budget_tokens=self.settings.context_tokens,
             summary=session.summary,
@@ -322,10 +330,15 @@ class Orchestrator:
         messages = list(window.messages)
         excerpts = await self._retrieve(turn, ctx)
         note = _triage_note(triage, turn.locale) if triage is not None else ""
-        if excerpts or note:
-            # Excerpts and the triage note ride with the question, where small models use
-            # them best; the stored message stays what the user wrote.
-            extra = "\n\n".join(part for part in (excerpts, note) if part)
+        attached = ""
+        if turn.image_ids:
+            attached, events = await self._attachments(turn)
+            for event in events:
+                yield event
+        if excerpts or note or attached:
+            # Excerpts, image findings and the triage note ride with the question, where
+            # small models use them best; the stored message stays what the user wrote.
+            extra = "\n\n".join(part for part in (attached, excerpts, note) if part)
             question = messages[-1]
             messages[-1] = ChatMessage(role="user", content=f"{question.content}\n\n{extra}")
         guard = (
@@ -341,17 +354,15 @@ class Orchestrator:
         try:
             for round_no in range(self.settings.max_tool_rounds + 1):
                 allow_tools = (
-                    not force_answer
-                    and round_no < self.settings.max_tool_rounds
-                    and len(self.tools) > 0
+                    not force_answer and round_no < self.settings.max_tool_rounds and len(tools) > 0
                 )
                 request = ModelRequest(
                     messages=tuple(messages),
-                    tools=self.tools.specs() if allow_tools and native else (),
+                    tools=tools.specs() if allow_tools and native else (),
                 )
                 # Calls written as text are recognised even when no tools are offered, so
                 # such an attempt is never shown to the user as an answer.
-                splitter = TextCallSplitter() if len(self.tools) else None
+                splitter = TextCallSplitter() if len(tools) else None
                 calls: list[ToolCall] = []
                 round_text = ""
                 finish_reason: Literal["stop", "length"] = "stop"
@@ -465,7 +476,7 @@ class Orchestrator:
                         name=call.name,
                         arguments=_args_for_event(call.arguments),
                     )
-                outcomes = await self._run_tools(calls, ctx, cancel)
+                outcomes = await self._run_tools(calls, ctx, cancel, tools)
                 tools_ok += sum(1 for o in outcomes if o.ok)
                 messages.append(
                     ChatMessage(role="assistant", content=round_text, tool_calls=tuple(calls))
@@ -625,13 +636,52 @@ class Orchestrator:
             retryable=code in ("model_unavailable", "tool_failed"),
         )
 
+    async def _attachments(self, turn: UserTurn) -> tuple[str, list[Any]]:
+        """The stored analyses of the turn's images: shown as tool traffic, told to the model."""
+        from healtrace.vision.service import attachment_note, load_analysis
+
+        events: list[Any] = []
+        notes: list[str] = []
+        for i, image_id in enumerate(turn.image_ids):
+            call_id = f"attachment_{i + 1}"
+            events.append(
+                ToolCallEvent(
+                    session_id=turn.session_id,
+                    turn_id=turn.turn_id,
+                    call_id=call_id,
+                    name="analyze_image",
+                    arguments={"image_id": image_id},
+                )
+            )
+            try:
+                analysis = await load_analysis(self.settings, turn.tenant_id or "default", image_id)
+            except HealTraceError as exc:
+                content, ok = exc.message(turn.locale), False
+            else:
+                content, ok = attachment_note(analysis, turn.locale), True
+            notes.append(content)
+            events.append(
+                ToolResultEvent(
+                    session_id=turn.session_id,
+                    turn_id=turn.turn_id,
+                    call_id=call_id,
+                    name="analyze_image",
+                    ok=ok,
+                    content=content,
+                )
+            )
+        return "\n\n".join(notes), events
+
     async def _run_tools(
-        self, calls: list[ToolCall], ctx: ToolContext, cancel: asyncio.Event | None
+        self,
+        calls: list[ToolCall],
+        ctx: ToolContext,
+        cancel: asyncio.Event | None,
+        tools: ToolRegistry | None = None,
     ) -> list[ToolOutcome]:
         """Run the calls concurrently; a cancel stops them, an infra failure ends the turn."""
-        tasks = [
-            asyncio.ensure_future(self.tools.run(c.id, c.name, c.arguments, ctx)) for c in calls
-        ]
+        registry = self.tools if tools is None else tools
+        tasks = [asyncio.ensure_future(registry.run(c.id, c.name, c.arguments, ctx)) for c in calls]
         gathered = asyncio.gather(*tasks)
         waiter = asyncio.ensure_future(cancel.wait()) if cancel is not None else None
         try:

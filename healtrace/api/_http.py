@@ -99,6 +99,13 @@ STATUS_FOR_CODE = {
     "speech_text_empty": 400,
     "speech_text_too_long": 413,
     "speech_unavailable": 503,
+    "image_empty": 400,
+    "image_unsupported_format": 415,
+    "image_too_large": 413,
+    "image_too_many_pixels": 413,
+    "image_corrupt": 400,
+    "dicom_no_pixels": 422,
+    "image_not_found": 404,
     "session_not_found": 404,
     "turn_in_progress": 409,
     "message_too_long": 413,
@@ -129,3 +136,29 @@ async def healtrace_error_handler(request: Request, exc: Exception) -> JSONRespo
     assert isinstance(exc, HealTraceError)
     locale = request_locale(request)
     return error_response(exc.code, locale, message=exc.message(locale))
+
+
+def _upload_limit(request: Request) -> tuple[str, int] | None:
+    settings = services_of(request).settings
+    path = request.url.path
+    if path == "/v1/audio/transcriptions":
+        return "audio_too_large", settings.speech.max_audio_bytes
+    if path == "/v1/images":
+        vision = settings.vision
+        return "image_too_large", max(vision.max_image_bytes, vision.max_dicom_bytes)
+    return None
+
+
+async def refuse_oversized_uploads(request: Request, call_next: Any) -> Any:
+    """Refuse an upload by its Content-Length before its form is spooled to disk; the
+    endpoints check the file's own size again while reading it."""
+    limit = _upload_limit(request)
+    if limit is not None:
+        code, max_bytes = limit
+        try:
+            length = int(request.headers.get("content-length") or 0)
+        except ValueError:
+            length = 0
+        if length > max_bytes + 65536:  # multipart framing adds a little
+            return error_response(code, request_locale(request), size=length, limit=max_bytes)
+    return await call_next(request)

@@ -16,8 +16,13 @@ from fastapi.staticfiles import StaticFiles
 from healtrace import __version__
 from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.models.base import ModelBackend
-from healtrace.api import console, labs, rest, speech_api, ws
-from healtrace.api._http import error_response, healtrace_error_handler, request_locale
+from healtrace.api import console, images, labs, rest, speech_api, ws
+from healtrace.api._http import (
+    error_response,
+    healtrace_error_handler,
+    refuse_oversized_uploads,
+    request_locale,
+)
 from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError
@@ -75,7 +80,7 @@ def create_app(
         allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept-Language"],
     )
     app.add_exception_handler(HealTraceError, healtrace_error_handler)
-    app.middleware("http")(speech_api.refuse_oversized_upload)
+    app.middleware("http")(refuse_oversized_uploads)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -91,6 +96,7 @@ def create_app(
     app.include_router(console.router)
     app.include_router(labs.router)
     app.include_router(speech_api.router)
+    app.include_router(images.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

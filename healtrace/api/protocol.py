@@ -36,9 +36,14 @@ class Hello(_Frame):
 
 class UserMessage(_Frame):
     type: Literal["user_message"]
+    #: May be empty ("") when ``image_ids`` are given.
     text: str
     #: The client's own id for this message, echoed in ``turn_started``.
     client_message_id: str | None = Field(default=None, max_length=64)
+    #: Images to look at with this message (ids returned by ``POST /v1/images``).
+    image_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=list, max_length=4
+    )
 
 
 class Cancel(_Frame):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
@@ -18,6 +18,7 @@ from healtrace.agent.orchestrator import UserTurn
 from healtrace.api._http import KeyId, error_response, request_locale, services_of
 from healtrace.errors import InputError
 from healtrace.handoff import HandoffInfo
+from healtrace.vision.service import image_question
 
 router = APIRouter()
 
@@ -116,8 +117,12 @@ class MessageOut(BaseModel):
 
 
 class MessageIn(BaseModel):
-    text: str = Field(min_length=1)
+    text: str = ""
     locale: Literal["en", "zh-CN"] | None = None
+    #: Images to look at with this message (ids from ``POST /v1/images``).
+    image_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
+        default_factory=list, max_length=4
+    )
 
 
 class TurnOut(BaseModel):
@@ -231,11 +236,15 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
     limit = services.settings.max_message_chars
     if len(body.text) > limit:
         return error_response("message_too_long", locale, length=len(body.text), limit=limit)
-    if not body.text.strip():
+    if not body.text.strip() and not body.image_ids:
         return error_response("empty_message", locale)
     events = await services.hub.subscribe(session_id)
     turn = UserTurn(
-        session_id=session_id, text=body.text, locale=locale, tenant_id=session.tenant_id
+        session_id=session_id,
+        text=body.text.strip() or image_question(locale),
+        locale=locale,
+        tenant_id=session.tenant_id,
+        image_ids=tuple(body.image_ids),
     )
     try:
         services.runner.start(turn)

@@ -17,7 +17,7 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from healtrace.api._http import KeyId, error_response, request_locale, services_of
+from healtrace.api._http import KeyId, request_locale, services_of
 from healtrace.errors import InputError
 from healtrace.speech.audio import content_type, decode_audio, encode, is_silent
 from healtrace.speech.tts import check_text
@@ -172,19 +172,3 @@ async def speech(request: Request, _key: KeyId, body: SpeechIn) -> Response:
             "X-Sample-Rate": str(24000 if fmt == "pcm" else rate),
         },
     )
-
-
-async def refuse_oversized_upload(request: Request, call_next: Any) -> Any:
-    """Refuse a transcription upload by its Content-Length before the form is spooled."""
-    if request.url.path == "/v1/audio/transcriptions":
-        limit = services_of(request).settings.speech.max_audio_bytes
-        try:
-            length = int(request.headers.get("content-length") or 0)
-        except ValueError:
-            length = 0
-        # Multipart framing adds a little; the file's own size is checked again while read.
-        if length > limit + 65536:
-            return error_response(
-                "audio_too_large", request_locale(request), size=length, limit=limit
-            )
-    return await call_next(request)

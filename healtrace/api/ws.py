@@ -44,6 +44,7 @@ from healtrace.api.protocol import (
 from healtrace.api.services import Services
 from healtrace.api.voice import VoiceSession
 from healtrace.errors import ConflictError, HealTraceError, InputError, NotFoundError, localized
+from healtrace.vision.service import image_question
 
 log = logging.getLogger(__name__)
 router = APIRouter()
@@ -230,15 +231,16 @@ class _Connection:
         if len(text) > limit:
             await self.send(_error("message_too_long", self.locale, length=len(text), limit=limit))
             return
-        if not text.strip():
+        if not text.strip() and not frame.image_ids:
             await self.send(_error("empty_message", self.locale))
             return
         turn = UserTurn(
             session_id=self.session_id,
-            text=text,
+            text=text.strip() or image_question(self.locale),
             locale=self.locale,
             client_message_id=frame.client_message_id,
             tenant_id=self.tenant_id,
+            image_ids=tuple(frame.image_ids),
         )
         try:
             self.services.runner.start(turn)

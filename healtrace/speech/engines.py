@@ -68,6 +68,8 @@ class SpeechEngines:
         from healtrace.speech.asr import medical_prompt
 
         lang = "zh" if language.lower().startswith("zh") else "en"
+        if lang not in self.config.asr_prompt_languages:
+            return None
         # A Chinese character is one or two Whisper tokens: keep zh prompts short, since long
         # prompts slow decoding and invite Whisper to continue them instead of listening.
         return medical_prompt(vocabulary(lang), lang, max_chars=90 if lang == "zh" else 220) or None
