@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -207,6 +208,101 @@ def test_deidentified_file_tag_by_tag(name: str) -> None:
     assert "Basic Application Level Confidentiality Profile" in clean.DeidentificationMethod
     code = clean.DeidentificationMethodCodeSequence[0]
     assert (code.CodeValue, code.CodingSchemeDesignator) == ("113100", "DCM")
+
+
+#: Patient-identifying attributes named here independently of the implementation's table
+#: (PS3.15 Table E.1-1 rows a reader would check first): each must be absent or empty in
+#: what is stored, whichever of pydicom's files carries it.
+IDENTIFYING = (
+    "PatientName",
+    "PatientID",
+    "PatientBirthDate",
+    "PatientBirthTime",
+    "PatientSex",
+    "PatientAge",
+    "PatientSize",
+    "PatientWeight",
+    "PatientAddress",
+    "OtherPatientIDs",
+    "OtherPatientNames",
+    "PatientMotherBirthName",
+    "PatientTelephoneNumbers",
+    "MedicalRecordLocator",
+    "AccessionNumber",
+    "StudyID",
+    "InstitutionName",
+    "InstitutionAddress",
+    "InstitutionalDepartmentName",
+    "ReferringPhysicianName",
+    "PerformingPhysicianName",
+    "NameOfPhysiciansReadingStudy",
+    "OperatorsName",
+    "RequestingPhysician",
+    "StationName",
+    "DeviceSerialNumber",
+    "StudyDate",
+    "SeriesDate",
+    "AcquisitionDate",
+    "ContentDate",
+    "StudyTime",
+    "SeriesTime",
+    "AcquisitionTime",
+    "ContentTime",
+    "InstanceCreationDate",
+    "AdditionalPatientHistory",
+    "PatientComments",
+    "ImageComments",
+    "StudyDescription",
+    "SeriesDescription",
+    "ProtocolName",
+)
+BUNDLED = (
+    "CT_small.dcm",
+    "MR_small.dcm",
+    "rtdose.dcm",
+    "examples_overlay.dcm",
+    "examples_ybr_color.dcm",
+    "test-SR.dcm",
+    "SC_rgb_small_odd.dcm",
+)
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_identifying_attributes_gone_from_stored_file(name: str) -> None:
+    data = _bundled(name)
+    original = _parse(data)
+    clean = _parse(read_dicom(data).to_bytes())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # rtdose.dcm carries an over-long (invalid) UID
+        carried = [
+            kw for kw in IDENTIFYING if any(e.keyword == kw and e.value for e in _walk(original))
+        ]
+    assert carried, f"{name} should carry some identifying attributes"
+    for keyword in IDENTIFYING:
+        left = [e for e in _walk(clean) if e.keyword == keyword and e.value not in (None, "", [])]
+        assert left == [], (name, keyword, [e.value for e in left])
+    # Whatever the table lists, no person name and no date or time survives anywhere, except
+    # the profile's own dummies.
+    for elem in _walk(clean):
+        if elem.VR in {"PN", "DA", "DT", "TM"} and elem.value not in (None, ""):
+            assert str(elem.value) in {"ANONYMOUS", "19000101", "000000", "19000101000000"}, (
+                name,
+                elem.keyword,
+            )
+
+
+def test_header_only_image_has_no_pixels() -> None:
+    ds = _parse(_bundled("CT_small.dcm"))
+    del ds.PixelData
+    study = read_dicom(_to_bytes(ds))
+    assert not study.has_pixels and study.frames == 0
+    assert study.metadata["modality"] == "CT"
+    assert not _parse(study.to_bytes()).PatientName
+    with pytest.raises(InputError) as caught:
+        preview_png(study)
+    assert caught.value.code == "dicom_no_pixels"
+    assert "no image data" in caught.value.message("en")
+    assert "像素数据" in caught.value.message("zh-CN")
 
 
 def test_report_names_keywords_never_values() -> None:

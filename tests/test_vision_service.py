@@ -160,6 +160,17 @@ def _dicom_without_pixels() -> bytes:
     return Path(path).read_bytes()
 
 
+def _ct_header_without_pixels() -> bytes:
+    """pydicom's CT_small with its Pixel Data removed: an image header and no image."""
+    path = get_testdata_file("CT_small.dcm")
+    assert path is not None
+    ds = pydicom.dcmread(path)
+    del ds.PixelData
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    return buf.getvalue()
+
+
 @pytest.mark.parametrize(
     ("make", "status", "code"),
     [
@@ -167,9 +178,17 @@ def _dicom_without_pixels() -> bytes:
         (_bomb_png, 413, "image_too_many_pixels"),
         (_truncated_jpeg, 400, "image_corrupt"),
         (_dicom_without_pixels, 422, "dicom_no_pixels"),
+        (_ct_header_without_pixels, 422, "dicom_no_pixels"),
         (lambda: b"", 400, "image_empty"),
     ],
-    ids=["pdf-named-jpg", "20000x20000-png", "truncated-jpeg", "dicom-no-pixels", "empty"],
+    ids=[
+        "pdf-named-jpg",
+        "20000x20000-png",
+        "truncated-jpeg",
+        "dicom-sr-no-pixels",
+        "dicom-ct-header-only",
+        "empty",
+    ],
 )
 async def test_bad_images_get_clear_errors(
     live: tuple[LiveServer, str, str, DemoModel], make: Any, status: int, code: str
@@ -327,3 +346,101 @@ async def test_the_model_can_read_an_attached_photo_as_another_kind(settings: Se
         await ws.close()
     reread = next(r for r in results if r["call_id"] != "attachment_1")
     assert reread["ok"] is True and "ibuprofen" in reread["content"]
+
+
+async def test_a_photo_attached_to_a_rest_chat_turn(
+    live: tuple[LiveServer, str, str, DemoModel],
+) -> None:
+    server, key, _, model = live
+    image_id = (
+        await upload(server, key, jpeg(make_tongue("pale", coating="white", coverage=0.2)))
+    ).json()["image"]["id"]
+    headers = {"Authorization": f"Bearer {key}"}
+    async with httpx.AsyncClient(timeout=60) as client:
+        session = await client.post(f"{server.http}/v1/sessions", headers=headers, json={})
+        assert session.status_code == 201, session.text
+        sid = session.json()["id"]
+        r = await client.post(
+            f"{server.http}/v1/sessions/{sid}/messages",
+            headers=headers,
+            json={"text": "", "image_ids": [image_id]},
+        )
+        assert r.status_code == 200, r.text
+        calls = r.json()["tool_calls"]
+        assert calls[0] == {
+            "id": "attachment_1",
+            "name": "analyze_image",
+            "arguments": {"image_id": image_id},
+        }
+        bad = await client.post(
+            f"{server.http}/v1/sessions/{sid}/messages",
+            headers=headers,
+            json={"text": "look", "image_ids": ["not-an-id"]},
+        )
+        assert bad.status_code == 422
+    question = model.requests[-1].messages[-1].content
+    assert "pale tongue" in question
+    assert "No vision model is configured" in question
+
+
+def test_attachment_note_names_the_route() -> None:
+    from healtrace.vision.service import attachment_note
+
+    base: dict[str, Any] = {"kind": "tongue", "engines": ["classic-cv"], "vlm": None}
+    builtin = attachment_note(base, "en")
+    assert "HealTrace built-in" in builtin and "No vision model is configured" in builtin
+    assert "未配置图像大模型" in attachment_note(base, "zh-CN")
+    described = attachment_note(
+        {
+            **base,
+            "engines": ["classic-cv", "vlm:qwen"],
+            "vlm": {"engine": "vlm:qwen", "text": "A tongue."},
+        },
+        "en",
+    )
+    assert "plus the vision model" in described and "[vlm:qwen] A tongue." in described
+    assert "No vision model" not in described
+    failed = attachment_note({**base, "vlm": {"engine": "vlm:qwen", "error": "down"}}, "en")
+    assert "vision model (vlm:qwen) could not analyse this image" in failed
+    assert "plus the vision model" not in failed
+
+
+async def test_dicom_goes_to_the_vlm_de_identified_unless_pixels_may_identify(
+    settings: Settings,
+) -> None:
+    """The CT's window/levelled preview (pixels only, no header) reaches the model; a scan
+    flagged Burned In Annotation YES is withheld, and the result says so instead of claiming
+    that no model is configured."""
+    import base64
+
+    from healtrace.vision.service import analyze_upload
+
+    path = get_testdata_file("CT_small.dcm")
+    assert path is not None
+    data = await asyncio.to_thread(Path(path).read_bytes)
+    ds = pydicom.dcmread(path)
+    ds.BurnedInAnnotation = "YES"
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+    burned = buf.getvalue()
+    with ScriptedOpenAIServer([Answer("An axial CT slice.")]) as server:
+        configured = settings.model_copy(
+            update={"vision": VisionConfig(vlm_url=server.base_url, vlm_model="qwen2.5-vl")}
+        )
+        out = await analyze_upload(data, settings=configured, tenant_id="t1")
+        assert out["vlm"] == {"engine": "vlm:qwen2.5-vl", "text": "An axial CT slice."}
+        assert out["engines"] == ["pydicom", "vlm:qwen2.5-vl"]
+        (request,) = server.requests
+        url = request["messages"][1]["content"][1]["image_url"]["url"]
+        sent = base64.b64decode(url.removeprefix("data:image/png;base64,"))
+        assert sent.startswith(b"\x89PNG") and b"DICM" not in sent
+        with Image.open(io.BytesIO(sent)) as preview:
+            assert preview.size == (128, 128)
+        assert str(ds.PatientName).encode() not in sent
+
+        withheld = await analyze_upload(burned, settings=configured, tenant_id="t1", locale="zh-CN")
+        assert len(server.requests) == 1  # nothing more was sent
+        assert withheld["vlm"] == {"engine": "vlm:qwen2.5-vl", "withheld": "pixels_may_identify"}
+        assert withheld["engines"] == ["pydicom"]
+        assert "未发送给已配置的图像大模型" in withheld["note"]
+        assert "未配置" not in withheld["note"]

@@ -18,7 +18,9 @@ attribute listed below gets the profile's action:
 * Dates and times follow the basic profile (study date/time zero-length, the others removed)
   because they are quasi-identifiers: a scan date plus a modality and a hospital can single a
   person out. The only date information surfaced is the study *year* in the metadata (what
-  HIPAA Safe Harbor also allows); the stored file keeps none.
+  HIPAA Safe Harbor also allows); the stored file keeps none: any DA, DT or TM element the
+  table has no row for (Date of Secondary Capture, calibration dates, …) is emptied too, and
+  so is any person name (PN), so no name or date survives whatever the table's edition.
 * Study and series descriptions are ``X`` in the basic profile (free text that often holds a
   name or a referral note). They are kept only when the caller asks for it
   (``keep_descriptions=True``), which is the caller's decision to vouch for their content.
@@ -255,7 +257,118 @@ BASIC_PROFILE_ACTIONS: Final[dict[str, str]] = {
     "ReferencedSOPInstanceUIDInFile": "U",
     "PaletteColorLookupTableUID": "U",
     "LargePaletteColorLookupTableUID": "U",
+    "SourceFrameOfReferenceUID": "U",
+    "TrackingUID": "U",
+    "ObservationUID": "U",
+    "SOPInstanceUIDOfConcatenationSource": "U",
+    # Further Table E.1-1 rows: patient, visit and order details, the people around them,
+    # reporting and media attributes. Listed separately only to keep the groups above short.
+    "IssuerOfPatientIDQualifiersSequence": "X",
+    "SourcePatientGroupIdentificationSequence": "X",
+    "GroupOfPatientsIdentificationSequence": "X",
+    "PatientBirthDateInAlternativeCalendar": "X",
+    "PatientDeathDateInAlternativeCalendar": "X",
+    "PatientAlternativeCalendar": "X",
+    "PatientPrimaryLanguageCodeSequence": "X",
+    "PatientPrimaryLanguageModifierCodeSequence": "X",
+    "PatientTelecomInformation": "X",
+    "PatientTransportArrangements": "X",
+    "ReferencedPatientPhotoSequence": "X",
+    "ReferencedPatientAliasSequence": "X",
+    "InsurancePlanIdentification": "X",
+    "IssuerOfAdmissionIDSequence": "X",
+    "AdmittingDate": "X",
+    "AdmittingTime": "X",
+    "DischargeDiagnosisDescription": "X",
+    "SpecialNeeds": "X",
+    "ServiceEpisodeID": "X",
+    "ServiceEpisodeDescription": "X",
+    "StudyIDIssuer": "X",
+    "RequestedContrastAgent": "X",
+    "RequestedProcedureID": "X",
+    "RequestedProcedureComments": "X",
+    "RequestedProcedureLocation": "X",
+    "ReasonForTheRequestedProcedure": "X",
+    "ReasonForTheImagingServiceRequest": "X",
+    "ImagingServiceRequestComments": "X",
+    "PlacerOrderNumberProcedure": "X",
+    "FillerOrderNumberProcedure": "X",
+    "OrderEnteredBy": "X",
+    "OrderEntererLocation": "X",
+    "OrderCallbackPhoneNumber": "X",
+    "OrderCallbackTelecomInformation": "X",
+    "NamesOfIntendedRecipientsOfResults": "X",
+    "IntendedRecipientsOfResultsIdentificationSequence": "X",
+    "ScheduledStationAETitle": "X",
+    "ScheduledProcedureStepStartDate": "X",
+    "ScheduledProcedureStepStartTime": "X",
+    "ScheduledProcedureStepEndDate": "X",
+    "ScheduledProcedureStepEndTime": "X",
+    "ScheduledPerformingPhysicianName": "X",
+    "ScheduledPerformingPhysicianIdentificationSequence": "X",
+    "ScheduledProcedureStepDescription": "X",
+    "ScheduledProcedureStepID": "X",
+    "ScheduledStationName": "X",
+    "ScheduledProcedureStepLocation": "X",
+    "ScheduledStationNameCodeSequence": "X",
+    "ScheduledStationGeographicLocationCodeSequence": "X",
+    "ScheduledHumanPerformersSequence": "X",
+    "PerformedStationNameCodeSequence": "X",
+    "PerformedStationGeographicLocationCodeSequence": "X",
+    "CommentsOnThePerformedProcedureStep": "X",
+    "AcquisitionContextSequence": "X",
+    "HumanPerformerCodeSequence": "X",
+    "HumanPerformerOrganization": "X",
+    "HumanPerformerName": "X",
+    "ActualHumanPerformersSequence": "X",
+    "ConsultingPhysicianName": "X",
+    "ConsultingPhysicianIdentificationSequence": "X",
+    "PersonIdentificationCodeSequence": "D",
+    "PersonAddress": "X",
+    "PersonTelephoneNumbers": "X",
+    "AuthorObserverSequence": "X",
+    "ParticipantSequence": "X",
+    "CustodialOrganizationSequence": "X",
+    "ContainerIdentifier": "Z",
+    "SpecimenAccessionNumber": "X",
+    "SpecimenIdentifier": "Z",
+    "StartAcquisitionDateTime": "X",
+    "EndAcquisitionDateTime": "X",
+    "InstanceCoercionDateTime": "X",
+    "DeviceDescription": "X",
+    "LabelText": "X",
+    "BarcodeValue": "X",
+    "ReviewerName": "X",
+    "ResultsIDIssuer": "X",
+    "InterpretationRecorder": "X",
+    "InterpretationTranscriber": "X",
+    "InterpretationAuthor": "X",
+    "InterpretationApproverSequence": "X",
+    "PhysicianApprovingInterpretation": "X",
+    "InterpretationIDIssuer": "X",
+    "DistributionName": "X",
+    "DistributionAddress": "X",
+    "ResultsComments": "X",
+    "TextString": "X",
+    "TextComments": "X",
+    "Arbitrary": "X",
+    "ModifiedAttributesSequence": "X",
+    "ReferencedDigitalSignatureSequence": "X",
+    "ReferencedSOPInstanceMACSequence": "X",
+    "MAC": "X",
+    "StorageMediaFileSetID": "X",
+    # A thumbnail of the image: it shows whatever burned-in text the pixels show.
+    "IconImageSequence": "X",
+    "TopicTitle": "X",
+    "TopicSubject": "X",
+    "TopicAuthor": "X",
+    "TopicKeywords": "X",
 }
+
+#: Value representations cleaned even where the table has no row for the attribute: a person
+#: name or a date/time anywhere in the file (vendor-neutral attributes the table misses, newer
+#: attributes than its edition) is emptied, so "no names, no dates" holds for every file.
+_ALWAYS_EMPTIED_VRS: Final = frozenset({"PN", "DA", "DT", "TM"})
 
 # Dummy values by VR for the profile's "D" action: valid for the VR and meaningless.
 _DUMMIES: Final[dict[str, Any]] = {
@@ -359,6 +472,9 @@ def _walk_clean(ds: Dataset, report: DeidReport, uids: _UidMapper, actions: dict
         elif action == "U":
             _replace_uid(elem, uids)
             report.uids_replaced.add(elem.keyword)
+        elif action is None and elem.VR in _ALWAYS_EMPTIED_VRS and elem.value not in (None, ""):
+            elem.value = None
+            report.emptied.add(elem.keyword or str(tag))
         if elem.VR == "SQ" and elem.value:
             for item in elem.value:
                 _walk_clean(item, report, uids, actions)
@@ -689,9 +805,10 @@ def _parse(data: bytes, max_pixels: int, salt: bytes | None, keep_descriptions: 
             expected = _expected_native_bytes(ds, frames)
             if expected is not None and len(ds.PixelData) < expected:
                 raise InputError("DICOM pixel data is truncated", code="image_corrupt")
-    elif "Rows" in ds and "Columns" in ds and "BitsAllocated" in ds:
-        # An image header whose pixel data never arrived: the upload was cut short.
-        raise InputError("DICOM image header without pixel data", code="image_corrupt")
+    # An image header that ends cleanly without Pixel Data (a "header only" export, or a
+    # structured report) is read, cleaned and reported with ``has_pixels=False``: what is
+    # missing is the picture, and callers answer ``dicom_no_pixels``. A cut inside an
+    # element is caught above as truncation.
 
     metadata = _metadata(ds, frames=frames, keep_descriptions=keep_descriptions)
     problem = _pixel_problem(ds) if has_pixels else None

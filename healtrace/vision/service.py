@@ -11,7 +11,9 @@
   pack's article for each; ``report`` → OCR rows → lab interpretation, and medicine names
   matched to the pack; ``photo`` → quality only.
 - The **VLM route**, when ``HEALTRACE_VISION__VLM_URL`` is set, gets the de-identified PNG and
-  adds its description. Every part of the result names the engine that produced it, and
+  adds its description — except for DICOM whose pixels may carry burned-in identity (Burned
+  In Annotation YES, or unstated for ultrasound/secondary capture), which is withheld and
+  said so (``vlm.withheld``). Every part of the result names the engine that produced it, and
   when no VLM is configured the result says that only the built-in analysis ran.
 """
 
@@ -75,6 +77,14 @@ _NOTES = {
         "标注为“vlm”的部分由已配置的图像大模型根据去标识化后的图像生成，其余为 HealTrace "
         "内置分析。二者都不是诊断。",
     ),
+    "withheld": (
+        "This scan was not sent to the configured vision model: its pixels may show burned-in "
+        "names, IDs or dates that header de-identification cannot remove. This is HealTrace's "
+        "built-in analysis only (DICOM metadata and a preview); it does not interpret clinical "
+        "image content.",
+        "此影像未发送给已配置的图像大模型：其像素中可能含有无法通过去除文件头信息消除的姓名、编号或"
+        "日期。以下仅为 HealTrace 内置分析（DICOM 元数据和预览图），不对临床影像内容作解读。",
+    ),
 }
 
 
@@ -122,7 +132,12 @@ async def analyze_upload(
             data, settings, store, tenant_id, locale, kind, out, engines, sex, age
         )
     out["vlm"] = None
-    if vlm.configured and preview is not None:
+    deid = (out.get("dicom") or {}).get("deidentification") or {}
+    if vlm.configured and preview is not None and deid.get("pixels_may_identify"):
+        # Burned-in text is not de-identified by cleaning the header, and the model may be
+        # another organisation's server: such pixels stay here.
+        out["vlm"] = {"engine": f"vlm:{cfg.vlm_model}", "withheld": "pixels_may_identify"}
+    elif vlm.configured and preview is not None:
         ask = question or (
             "请描述这张图片中与健康相关的可见内容。"
             if _zh(locale)
@@ -135,7 +150,12 @@ async def analyze_upload(
         except HealTraceError as exc:
             out["vlm"] = {"engine": f"vlm:{cfg.vlm_model}", "error": exc.message(locale)}
     out["engines"] = engines
-    en, zh = _NOTES["vlm" if out["vlm"] and "text" in out["vlm"] else "builtin"]
+    route = "builtin"
+    if out["vlm"] and "text" in out["vlm"]:
+        route = "vlm"
+    elif out["vlm"] and "withheld" in out["vlm"]:
+        route = "withheld"
+    en, zh = _NOTES[route]
     out["note"] = zh if _zh(locale) else en
     await asyncio.to_thread(_save_analysis, settings, tenant_id, out["image"]["id"], out)
     return out
@@ -195,11 +215,20 @@ async def load_analysis(settings: Settings, tenant_id: str, image_id: str) -> di
 def attachment_note(analysis: dict[str, Any], locale: str) -> str:
     """What the model is told about an attached image: compact, labelled by engine."""
     zh = _zh(locale)
-    head = (
-        "【患者附图分析（HealTrace 内置，非诊断）】"
-        if zh
-        else ("[Analysis of the patient's attached image — HealTrace built-in, not a diagnosis]")
-    )
+    vlm = analysis.get("vlm")
+    if vlm and vlm.get("text"):
+        head = (
+            "【患者附图分析（HealTrace 内置分析 + 图像大模型，非诊断）】"
+            if zh
+            else "[Analysis of the patient's attached image — HealTrace built-in analysis plus "
+            "the vision model, not a diagnosis]"
+        )
+    else:
+        head = (
+            "【患者附图分析（HealTrace 内置，非诊断）】"
+            if zh
+            else "[Analysis of the patient's attached image — HealTrace built-in, not a diagnosis]"
+        )
     lines = [
         head,
         f"kind: {analysis.get('kind')}; engines: {', '.join(analysis.get('engines', []))}",
@@ -228,10 +257,24 @@ def attachment_note(analysis: dict[str, Any], locale: str) -> str:
     if dicom:
         meta = dicom.get("metadata", {})
         lines.append("dicom: " + ", ".join(f"{k}={v}" for k, v in meta.items() if v))
-    vlm = analysis.get("vlm")
     if vlm and vlm.get("text"):
         lines.append(f"[{vlm.get('engine')}] {vlm['text']}")
-    elif not vlm:
+    elif vlm and vlm.get("withheld"):
+        lines.append(
+            "此影像可能含有烧录的身份信息，未发送给图像大模型；不要臆测图像的临床内容。"
+            if zh
+            else "This scan may carry burned-in identifying text and was not sent to the vision "
+            "model: do not guess at clinical content of the image."
+        )
+    elif vlm:
+        # Configured but it failed for this image: the model must not fill the gap either.
+        lines.append(
+            f"图像大模型（{vlm.get('engine')}）未能分析此图，不要臆测图像的临床内容。"
+            if zh
+            else f"The vision model ({vlm.get('engine')}) could not analyse this image: do not "
+            "guess at clinical content of the image."
+        )
+    else:
         lines.append(
             "未配置图像大模型，不要臆测图像的临床内容。"
             if zh

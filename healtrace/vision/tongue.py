@@ -44,8 +44,11 @@ body: crimson (绛)      L* < 42 and a* >= 30 (deep, dark red)
 body: pale (淡白)       a* < 24
 body: red (红)          a* >= 42
 body: light red (淡红)  otherwise (24 <= a* < 42): the usual "normal" tongue
-coating pixel          (chroma < 16 and L* >= 55) or (hue 55°-110° and b* >= 14 and L* >= 45)
-                       or (chroma < 12 and L* < 35)
+coating pixel          (chroma < 16 and L* >= 55 and a* <= a*ref - 10) or (hue 55°-110° and
+                       b* >= 14 and L* >= 45) or (chroma < 12 and L* < 35); a*ref is the 95th
+                       percentile of a* in the mask (the body's redness while any body shows
+                       at the edges; tested up to 60 % coating). The a* drop keeps a pale body,
+                       whose own chroma is only ~18, from being read as white coating
 coating: grey-black    median L* < 45
 coating: yellow        median b* >= 16
 coating: white         otherwise
@@ -131,6 +134,10 @@ BODY_RED_MIN_A = 42.0
 # --- coating --------------------------------------------------------------------------------------
 COAT_WHITE_MAX_CHROMA = 16.0
 COAT_WHITE_MIN_L = 55.0
+# White coating must be this much less red than the body (a* units below the mask's 95th
+# percentile): on a pale tongue (a* ≈ 17) chroma alone cannot tell body from coating.
+COAT_WHITE_MIN_A_DROP = 10.0
+COAT_BODY_REF_PERCENTILE = 95.0
 COAT_YELLOW_HUE = (55.0, 110.0)
 COAT_YELLOW_MIN_B = 14.0
 COAT_YELLOW_MIN_L = 45.0
@@ -454,9 +461,14 @@ def _body_colour(med: npt.NDArray[Any]) -> tuple[str, float]:
 
 
 def _coating_mask(lab: FloatArray, mask: BoolArray) -> BoolArray:
-    L, b = lab[..., 0], lab[..., 2]
+    L, a, b = lab[..., 0], lab[..., 1], lab[..., 2]
     chroma, hue = _chroma_hue(lab)
-    white = (chroma < COAT_WHITE_MAX_CHROMA) & (L >= COAT_WHITE_MIN_L)
+    body_a = float(np.percentile(a[mask], COAT_BODY_REF_PERCENTILE)) if mask.any() else 0.0
+    white = (
+        (chroma < COAT_WHITE_MAX_CHROMA)
+        & (L >= COAT_WHITE_MIN_L)
+        & (a <= body_a - COAT_WHITE_MIN_A_DROP)
+    )
     yellow = (
         (hue >= COAT_YELLOW_HUE[0])
         & (hue <= COAT_YELLOW_HUE[1])
