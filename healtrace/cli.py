@@ -1,4 +1,4 @@
-"""``healtrace serve | chat | models | keys | version``."""
+"""``healtrace serve | chat | verify | models | keys | chain | … | version``."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, TypeVar
 import typer
 
 from healtrace import __version__
+from healtrace.chain.cli import chain_app, verify_command
 from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.knowledge.cli import eval_app, knowledge_app
 from healtrace.safety.cli import eval_triage_command, triage_command
@@ -38,6 +39,8 @@ app.add_typer(speech_app, name="speech")
 app.add_typer(vision_app, name="vision")
 app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
 app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage quality)")
+app.add_typer(chain_app, name="chain")
+app.command("verify")(verify_command)
 app.command("triage")(triage_command)
 eval_app.command("triage")(eval_triage_command)
 

@@ -164,6 +164,52 @@ class VisionConfig(BaseModel):
     vlm_max_tokens: int = 400
 
 
+class ChainConfig(BaseModel):
+    """Evidence anchoring on an EVM chain (``HEALTRACE_CHAIN__*``).
+
+    With ``rpc_url`` empty the service starts its own anvil node (npm ``@foundry-rs/anvil``)
+    on ``anvil_port`` with a state file in the data directory, deploys the registry once and
+    anchors with anvil's first development account. Production sets ``rpc_url``,
+    ``private_key`` (an account holding the registry's ANCHORER role) and
+    ``registry_address``.
+    """
+
+    #: Write an evidence record with every answer. Off: answers carry no evidence hash.
+    enabled: bool = True
+    #: Anchor the records on chain from this process. Off: records are kept (their receipts
+    #: stay pending) until a process with anchoring on sends them.
+    anchoring: bool = True
+    #: Any EVM JSON-RPC endpoint; empty: the embedded anvil node.
+    rpc_url: str = ""
+    #: The chain id the node must report (0: accept what it reports).
+    chain_id: int = 0
+    #: Hex private key that signs anchoring transactions (never logged). Empty with the
+    #: embedded node: anvil's first well-known development key.
+    private_key: SecretStr = SecretStr("")
+    #: The deployed EvidenceRegistry; empty: deploy it once and remember the address in
+    #: ``DATA_DIR/chain.json``.
+    registry_address: str = ""
+    #: RPC URL printed in receipts for verifiers (empty: ``rpc_url`` or the anvil URL).
+    public_rpc_url: str = ""
+    #: The embedded node: its executable (empty: ``anvil`` on PATH, then ./node_modules/.bin),
+    #: port, and state file (empty: ``DATA_DIR/chain/anvil-state.json``).
+    anvil_path: str = ""
+    anvil_port: int = 8545
+    anvil_state: str = ""
+    #: A batch is anchored when this many records wait …
+    batch_size: int = 512
+    #: … or when the oldest waiting record is this old.
+    batch_interval_s: float = 10.0
+    #: Most records in one batch (one transaction).
+    max_batch: int = 10_000
+    #: Retries when the node is unreachable: exponential backoff between these bounds.
+    retry_base_s: float = 1.0
+    retry_max_s: float = 30.0
+    #: Time limit of one RPC request, and of waiting for a transaction to be mined.
+    rpc_timeout_s: float = 10.0
+    receipt_timeout_s: float = 120.0
+
+
 def _default_backends() -> list[BackendConfig]:
     return [LocalBackendConfig()]
 
@@ -198,6 +244,7 @@ class Settings(BaseSettings):
     safety: SafetyConfig = Field(default_factory=SafetyConfig)
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
+    chain: ChainConfig = Field(default_factory=ChainConfig)
     #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
     retrieval_k: int = 3
     max_tool_rounds: int = 4

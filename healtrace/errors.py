@@ -167,6 +167,11 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "Send audio_start before audio frames.",
         "请先发送 audio_start，再发送音频帧。",
     ),
+    "speech_language_unsupported": (
+        "Speech in '{language}' cannot be transcribed. Use a language code such as zh or en, "
+        "or auto to detect the language.",
+        "无法识别“{language}”语言的语音。请使用 zh、en 等语言代码，或用 auto 自动检测。",
+    ),
     "speech_text_empty": (
         "There is no text to speak.",
         "没有可朗读的文字。",
@@ -213,6 +218,43 @@ MESSAGES: dict[str, tuple[str, str]] = {
     "image_not_found": (
         "That image was not found.",
         "未找到该图片。",
+    ),
+    "evidence_not_found": (
+        "No evidence record with that hash was found.",
+        "未找到该哈希对应的证据记录。",
+    ),
+    "evidence_pending": (
+        "That evidence record exists but is not anchored on chain yet; try again shortly.",
+        "该证据记录已存在，但尚未上链锚定，请稍后再试。",
+    ),
+    "receipt_malformed": (
+        "That receipt is not valid: {detail}",
+        "该凭证无效：{detail}",
+    ),
+    "receipt_chain_mismatch": (
+        "The receipt is for chain {expected}, but the node at that address is chain {actual}.",
+        "凭证对应的链 ID 为 {expected}，但该节点的链 ID 为 {actual}。",
+    ),
+    "receipt_not_anchored": (
+        "The receipt's Merkle root is not anchored in the registry contract on that chain.",
+        "凭证中的默克尔根未在该链的登记合约中锚定。",
+    ),
+    "receipt_proof_invalid": (
+        "The receipt's proof does not lead from the record to the anchored root: the record "
+        "or the proof was changed.",
+        "凭证中的证明无法从该记录推导到已锚定的根：记录或证明已被改动。",
+    ),
+    "chain_unavailable": (
+        "The blockchain node could not be reached ({detail}).",
+        "无法连接区块链节点（{detail}）。",
+    ),
+    "chain_rejected": (
+        "The blockchain node refused the anchoring transaction ({detail}).",
+        "区块链节点拒绝了锚定交易（{detail}）。",
+    ),
+    "evidence_hash_invalid": (
+        "An evidence hash is 0x followed by 64 hexadecimal digits.",
+        "证据哈希应为 0x 加 64 位十六进制数字。",
     ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",

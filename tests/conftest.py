@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from healtrace.agent.memory import ChatStore
-from healtrace.config import ScriptedBackendConfig, Settings
+from healtrace.config import ChainConfig, ScriptedBackendConfig, Settings
 from healtrace.knowledge.config import KnowledgeConfig
 from healtrace.storage import Database
 from tests._postgres import postgres_server
@@ -70,6 +70,9 @@ def settings(tmp_path: Path) -> Settings:
         hello_timeout_s=2.0,
         # Most tests are not about retrieval; tests that are open the real pack themselves.
         knowledge=KnowledgeConfig(enabled=False),
+        # Answers write evidence records; only the chain tests anchor them (on a fake
+        # registry or a real anvil node of their own).
+        chain=ChainConfig(anchoring=False),
     )
 
 

@@ -15,7 +15,7 @@ from healtrace.api.protocol import (
     TranscriptEvent,
     VoiceReady,
 )
-from healtrace.config import SafetyConfig, Settings, SpeechConfig, VisionConfig
+from healtrace.config import ChainConfig, SafetyConfig, Settings, SpeechConfig, VisionConfig
 from healtrace.errors import MESSAGES
 from healtrace.knowledge.config import KnowledgeConfig
 
@@ -38,11 +38,13 @@ def test_readme_lists_every_setting() -> None:
         "SAFETY",
         "SPEECH",
         "VISION",
+        "CHAIN",
     }
     nested = {f"KNOWLEDGE__{name.upper()}" for name in KnowledgeConfig.model_fields}
     nested |= {f"SAFETY__{name.upper()}" for name in SafetyConfig.model_fields}
     nested |= {f"SPEECH__{name.upper()}" for name in SpeechConfig.model_fields}
     nested |= {f"VISION__{name.upper()}" for name in VisionConfig.model_fields}
+    nested |= {f"CHAIN__{name.upper()}" for name in ChainConfig.model_fields}
     assert documented == fields | nested
 
 

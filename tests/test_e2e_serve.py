@@ -44,7 +44,11 @@ LOCAL = [{"kind": "local", "max_tokens": 64}]  # the default model, short answer
 
 class Service:
     def __init__(
-        self, data_dir: Path, port: int, backends: list[dict[str, object]] = LOCAL
+        self,
+        data_dir: Path,
+        port: int,
+        backends: list[dict[str, object]] = LOCAL,
+        extra_env: dict[str, str] | None = None,
     ) -> None:
         env = {
             k: v
@@ -55,7 +59,10 @@ class Service:
             HEALTRACE_DATA_DIR=str(data_dir),
             HEALTRACE_PORT=str(port),
             HEALTRACE_LLM_BACKENDS=json.dumps(backends),
+            # The embedded chain node gets a port of its own, so runs never collide.
+            HEALTRACE_CHAIN__ANVIL_PORT=str(_free_port()),
         )
+        env.update(extra_env or {})
         self.port = port
         self.data_dir = data_dir
         self.proc = subprocess.Popen(

@@ -13,6 +13,7 @@ PACKAGES = {
     "healtrace.storage": {"Database"},
     "healtrace.api": {"create_app"},
     "healtrace.prompts": {"load_prompt", "PROMPT_VERSION"},
+    "healtrace.chain": {"ChainService", "EvidenceOutbox", "MerkleTree", "verify_onchain"},
 }
 
 
@@ -32,10 +33,10 @@ def test_exported_members(name: str) -> None:
     assert public <= exported, f"public but not exported: {public - exported}"
 
 
-def test_lazy_agent_exports_match() -> None:
-    import healtrace.agent as agent
-
-    assert sorted(agent._WHERE) == sorted(agent.__all__)
+@pytest.mark.parametrize("name", ["healtrace.agent", "healtrace.knowledge", "healtrace.chain"])
+def test_lazy_exports_match(name: str) -> None:
+    module = importlib.import_module(name)
+    assert sorted(module._WHERE) == sorted(module.__all__)
 
 
 @pytest.mark.parametrize("name", ["healtrace.tools", "healtrace.tools.builtin", "healtrace.api"])

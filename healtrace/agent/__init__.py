@@ -6,8 +6,9 @@ Members are imported on first use: ``healtrace.tools`` (which plugins import fir
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from healtrace._lazy import lazy_getattr as _lazy_getattr
 
 if TYPE_CHECKING:
     from healtrace.agent.events import (
@@ -66,10 +67,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'healtrace.agent' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"healtrace.agent.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_getattr(__name__, _WHERE, globals())

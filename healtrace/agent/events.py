@@ -134,6 +134,24 @@ class AnswerDone(_Event):
     tool_calls: int = 0
     #: Output safety checks that changed the answer: each {code, rule, detail}.
     checks: list[dict[str, str]] = []
+    #: keccak256 of the answer's evidence record (0x hex): its receipt is at
+    #: ``/v1/evidence/{evidence_hash}`` once ``evidence_anchored`` arrives.
+    evidence_hash: str | None = None
+
+
+class EvidenceAnchored(_Event):
+    """An answer's evidence record was anchored on chain; its receipt can now be fetched."""
+
+    type: Literal["evidence_anchored"] = "evidence_anchored"
+    message_id: str
+    evidence_hash: str
+    root: str
+    tx_hash: str
+    block_number: int
+    chain_id: int
+    contract: str
+    #: Where the receipt is (relative to the service).
+    receipt_url: str
 
 
 class ErrorEvent(_Event):
@@ -156,6 +174,7 @@ Event = Annotated[
     | ToolResultEvent
     | Citation
     | AnswerDone
+    | EvidenceAnchored
     | ErrorEvent,
     Field(discriminator="type"),
 ]

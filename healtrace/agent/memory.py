@@ -20,6 +20,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.orm import Session
 
 from healtrace.agent.models.base import ChatMessage, ToolCall
+from healtrace.chain.evidence import EvidenceRecord
+from healtrace.chain.outbox import add_evidence
 from healtrace.errors import NotFoundError
 from healtrace.storage import ApiKey, ChatSession, Database, Message
 from healtrace.storage.models import utcnow
@@ -151,6 +153,8 @@ class NewMessage:
     safety: dict[str, Any] | None = None
     author: str = ""
     voice: dict[str, Any] | None = None
+    #: A caller-chosen id (so an evidence record can name the message in the same write).
+    id: str | None = None
 
 
 def _append(
@@ -161,7 +165,7 @@ def _append(
     now = utcnow()
     records = [
         MessageRecord(
-            id=new_id(),
+            id=m.id or new_id(),
             session_id=session_id,
             position=(last or 0) + offset,
             turn_id=m.turn_id,
@@ -393,10 +397,22 @@ class ChatStore:
         return await self.db.run(begin)
 
     async def add_messages(
-        self, session_id: str, items: Sequence[NewMessage]
+        self,
+        session_id: str,
+        items: Sequence[NewMessage],
+        *,
+        evidence: EvidenceRecord | None = None,
     ) -> list[MessageRecord]:
-        """Append messages at the session's next positions, in one transaction."""
-        return await self.db.run(lambda s: _append(s, session_id, items))
+        """Append messages at the session's next positions, in one transaction (with the
+        answer's evidence record, when given)."""
+
+        def write(s: Session) -> list[MessageRecord]:
+            records = _append(s, session_id, items)
+            if evidence is not None:
+                add_evidence(s, evidence)
+            return records
+
+        return await self.db.run(write)
 
     async def add_message(
         self,
@@ -414,8 +430,10 @@ class ChatStore:
         reasoning: str = "",
         safety: dict[str, Any] | None = None,
         author: str = "",
+        message_id: str | None = None,
+        evidence: EvidenceRecord | None = None,
     ) -> MessageRecord:
-        """Append one message and commit it."""
+        """Append one message and commit it (with its evidence record, when given)."""
         item = NewMessage(
             turn_id,
             role,
@@ -429,8 +447,9 @@ class ChatStore:
             reasoning,
             safety,
             author,
+            id=message_id,
         )
-        return (await self.add_messages(session_id, [item]))[0]
+        return (await self.add_messages(session_id, [item], evidence=evidence))[0]
 
     async def update_message(
         self,
@@ -442,8 +461,10 @@ class ChatStore:
         model: str = "",
         citations: Sequence[dict[str, Any]] = (),
         safety: dict[str, Any] | None = None,
+        evidence: EvidenceRecord | None = None,
     ) -> None:
-        """Rewrite a streaming answer."""
+        """Rewrite a streaming answer (and write its evidence record in the same
+        transaction, when given)."""
         values: dict[str, Any] = {
             "content": content,
             "status": status,
@@ -460,6 +481,8 @@ class ChatStore:
             result = s.execute(update(Message).where(Message.id == message_id).values(**values))
             if not getattr(result, "rowcount", 1):
                 raise NotFoundError(f"message {message_id} not found")
+            if evidence is not None:
+                add_evidence(s, evidence)
 
         await self.db.run(write)
 

@@ -13,12 +13,12 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 from healtrace.agent._textcalls import TextCallSplitter, loads_or_text
-from healtrace.agent.citations import KnowledgeSearch, render_excerpts
+from healtrace.agent.citations import KnowledgeSearch, Source, render_excerpts
 from healtrace.agent.context import ContextWindow, build_context, transcript_for_summary
 from healtrace.agent.events import (
     AnswerDone,
@@ -46,9 +46,10 @@ from healtrace.agent.models.base import (
     ToolCall,
     ToolCallDelta,
 )
+from healtrace.chain.evidence import EvidenceRecord, build_record, sha256_text
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError, localized
-from healtrace.prompts import load_prompt
+from healtrace.prompts import PROMPT_VERSION, load_prompt
 from healtrace.tools.core import ToolContext, ToolOutcome, ToolRegistry
 
 if TYPE_CHECKING:
@@ -116,6 +117,8 @@ class _AnswerWriter:
         self.text = ""
         self.reasoning = ""
         self.message_id: str | None = None
+        #: The answer's id, chosen up front so its evidence record can name it.
+        self.planned_id = new_id()
         self._flushed_at = time.monotonic()
         self._dirty = False
         self._pending: asyncio.Task[Any] | None = None
@@ -145,7 +148,10 @@ class _AnswerWriter:
             pending, self._pending = self._pending, None
             await asyncio.shield(pending)
 
-    async def flush(self, status: str, *, model: str = "") -> str:
+    async def flush(
+        self, status: str, *, model: str = "", evidence: EvidenceRecord | None = None
+    ) -> str:
+        """Write the answer; ``evidence`` (the final write) goes in the same transaction."""
         await self.settle()
         self._flushed_at = time.monotonic()
         self._dirty = False
@@ -160,6 +166,8 @@ class _AnswerWriter:
                 citations=self.citations,
                 reasoning=self.reasoning,
                 safety=self.safety,
+                message_id=self.planned_id,
+                evidence=evidence,
             )
             self.message_id = record.id
             return record.id
@@ -171,8 +179,13 @@ class _AnswerWriter:
             model=model,
             citations=self.citations,
             safety=self.safety,
+            evidence=evidence,
         )
         return self.message_id
+
+    @property
+    def answer_id(self) -> str:
+        return self.message_id or self.planned_id
 
 
 async def _race_cancel(
@@ -221,6 +234,7 @@ class Orchestrator:
         safety: SafetyPolicy | None = None,
         handoffs: HandoffGate | None = None,
         audit: AuditLog | None = None,
+        on_evidence: Callable[[], None] | None = None,
     ) -> None:
         self.model = model
         self.tools = tools
@@ -231,6 +245,8 @@ class Orchestrator:
         self.safety = safety
         self.handoffs = handoffs
         self.audit = audit
+        #: Told after each evidence record is written (the anchoring batcher's wake-up).
+        self.on_evidence = on_evidence
         self._summary_tasks: set[asyncio.Task[None]] = set()
         self._summarising: set[str] = set()
 
@@ -319,8 +335,9 @@ class Orchestrator:
         # Image tools are offered only in turns that carry images: without one there is
         # nothing for them to look at.
         tools = self.tools if turn.image_ids else self.tools.without("images")
+        system = self.system_prompt(turn.locale, with_text_tools=not native, tools=tools)
         window = build_context(
-            self.system_prompt(turn.locale, with_text_tools=not native, tools=tools),
+            system,
             started.history,
             budget_tokens=self.settings.context_tokens,
             summary=session.summary,
@@ -349,6 +366,7 @@ class Orchestrator:
         raw_answer = ""
         tools_ok = 0
         tool_calls_made = 0
+        tool_log: list[dict[str, Any]] = []
         executed: set[tuple[str, str]] = set()
         force_answer = False
         try:
@@ -427,7 +445,14 @@ class Orchestrator:
                             source_title=source.source_title,
                             snippet=source.snippet,
                         )
-                    message_id = await writer.flush("complete", model=self.model.model_id)
+                    evidence = self._evidence(
+                        turn, session, writer, system, cited, tool_log, triage, checks
+                    )
+                    message_id = await writer.flush(
+                        "complete", model=self.model.model_id, evidence=evidence
+                    )
+                    if evidence is not None and self.on_evidence is not None:
+                        self.on_evidence()
                     yield AnswerDone(
                         session_id=turn.session_id,
                         turn_id=turn.turn_id,
@@ -437,6 +462,7 @@ class Orchestrator:
                         model=self.model.model_id,
                         tool_calls=tool_calls_made,
                         checks=checks,
+                        evidence_hash=evidence.hash_hex if evidence is not None else None,
                     )
                     if checks and self.audit is not None:
                         await self.audit.append(
@@ -482,6 +508,16 @@ class Orchestrator:
                     ChatMessage(role="assistant", content=round_text, tool_calls=tuple(calls))
                 )
                 for outcome in outcomes:
+                    tool_log.append(
+                        {
+                            "name": outcome.name,
+                            "arguments": next(
+                                (c.arguments for c in calls if c.id == outcome.call_id), ""
+                            ),
+                            "result": outcome.content,
+                            "ok": outcome.ok,
+                        }
+                    )
                     messages.append(
                         ChatMessage(
                             role="tool",
@@ -529,7 +565,26 @@ class Orchestrator:
                 )
             yield await self._fail(turn, writer, "too_many_tool_rounds", "error")
         except TurnCancelled:
-            message_id = await writer.flush("cancelled", model=self.model.model_id)
+            # What the patient already saw of a stopped answer is evidence too.
+            partial = (
+                self._evidence(
+                    turn,
+                    session,
+                    writer,
+                    system,
+                    ctx.citations.cited_in(writer.text),
+                    tool_log,
+                    triage,
+                    [],
+                )
+                if writer.text
+                else None
+            )
+            message_id = await writer.flush(
+                "cancelled", model=self.model.model_id, evidence=partial
+            )
+            if partial is not None and self.on_evidence is not None:
+                self.on_evidence()
             yield AnswerDone(
                 session_id=turn.session_id,
                 turn_id=turn.turn_id,
@@ -538,10 +593,50 @@ class Orchestrator:
                 finish_reason="cancelled",
                 model=self.model.model_id,
                 tool_calls=tool_calls_made,
+                evidence_hash=partial.hash_hex if partial is not None else None,
             )
         except HealTraceError as exc:
             log.warning("turn %s failed: %s (%s)", turn.turn_id, exc.code, type(exc).__name__)
             yield await self._fail(turn, writer, exc.code, "error", **exc.params)
+
+    def _evidence(
+        self,
+        turn: UserTurn,
+        session: SessionInfo,
+        writer: _AnswerWriter,
+        system: str,
+        cited: Sequence[Source],
+        tool_log: list[dict[str, Any]],
+        triage: TriageResult | None,
+        checks: list[dict[str, str]],
+    ) -> EvidenceRecord | None:
+        """The answer's evidence record (hashes and ids only), or None when it is off."""
+        if not self.settings.chain.enabled:
+            return None
+        return build_record(
+            session_id=turn.session_id,
+            message_id=writer.answer_id,
+            turn_id=turn.turn_id,
+            tenant_id=session.tenant_id or "default",
+            model=self.model.model_id or "unknown",
+            # The prompt files' version, and the system prompt as assembled for this turn
+            # (tool descriptions and locale included).
+            prompt_version=f"{PROMPT_VERSION}/{sha256_text(system)[:16]}",
+            question=turn.text,
+            answer=writer.text,
+            citations=[
+                {
+                    "chunk_id": c.chunk_id,
+                    "doc_id": c.doc_id,
+                    "content_sha256": sha256_text(c.text),
+                }
+                for c in cited
+            ],
+            tool_calls=tool_log,
+            consent_ref=None,
+            triage_level=triage.level.value if triage is not None else "none",
+            output_actions=sorted({c["rule"] for c in checks}),
+        )
 
     def _triage_event(self, turn: UserTurn, triage: TriageResult, text: str) -> TriageEvent:
         return TriageEvent(

@@ -94,6 +94,11 @@ class EventHub:
             await self.store.set_last_seq(stamped.session_id, stamped.seq)
         return stamped
 
+    def is_live(self, session_id: str) -> bool:
+        """Whether this process holds the session's events (someone follows it, or did
+        recently)."""
+        return session_id in self._logs
+
     async def last_seq(self, session_id: str) -> int:
         return (await self._log(session_id)).next_seq - 1
 

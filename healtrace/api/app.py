@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from healtrace import __version__
 from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.models.base import ModelBackend
-from healtrace.api import console, images, labs, rest, speech_api, ws
+from healtrace.api import console, evidence, images, labs, rest, speech_api, ws
 from healtrace.api._http import (
     error_response,
     healtrace_error_handler,
@@ -24,6 +24,7 @@ from healtrace.api._http import (
     request_locale,
 )
 from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
+from healtrace.chain.client import RegistryChain
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError
 from healtrace.speech.engines import SpeechEngines
@@ -40,15 +41,21 @@ def create_app(
     tools: ToolRegistry | None = None,
     knowledge: KnowledgeSearch | None = None,
     speech: SpeechEngines | None = None,
+    registry: RegistryChain | None = None,
 ) -> FastAPI:
-    """Build the app. ``model``, ``tools``, ``knowledge`` and ``speech`` replace the
-    configured ones (tests, embedding)."""
+    """Build the app. ``model``, ``tools``, ``knowledge``, ``speech`` and ``registry`` (the
+    evidence chain) replace the configured ones (tests, embedding)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         services = await build_services(
-            settings, model=model, tools=tools, knowledge=knowledge, speech=speech
+            settings,
+            model=model,
+            tools=tools,
+            knowledge=knowledge,
+            speech=speech,
+            registry=registry,
         )
         app.state.services = services
         key = await ensure_dev_key(services)
@@ -97,6 +104,7 @@ def create_app(
     app.include_router(labs.router)
     app.include_router(speech_api.router)
     app.include_router(images.router)
+    app.include_router(evidence.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -138,6 +138,9 @@ class TurnOut(BaseModel):
     triage: dict[str, Any] | None = None
     #: Output safety checks that changed the answer.
     checks: list[dict[str, str]] = []
+    #: The answer's evidence record hash; its receipt is at ``/v1/evidence/{hash}`` once
+    #: anchored (null when evidence is off or the turn was held).
+    evidence_hash: str | None = None
 
 
 class ErrorBody(BaseModel):
@@ -285,6 +288,7 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
                     tool_calls=calls,
                     triage=triage,
                     checks=event.checks,
+                    evidence_hash=event.evidence_hash,
                 )
             elif isinstance(event, ErrorEvent):
                 response = error_response(event.code, locale)

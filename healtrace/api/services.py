@@ -5,17 +5,20 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from healtrace.agent.citations import KnowledgeSearch
+from healtrace.agent.events import EvidenceAnchored
 from healtrace.agent.memory import ChatStore
 from healtrace.agent.models.base import ModelBackend
 from healtrace.agent.models.router import build_router
 from healtrace.agent.orchestrator import Orchestrator
 from healtrace.agent.sessions import EventHub, TurnRunner
 from healtrace.audit import AuditLog
+from healtrace.chain.outbox import AnchoredRecord, EvidenceOutbox
 from healtrace.config import Settings
 from healtrace.handoff import ClinicianStore, HandoffDesk
 from healtrace.safety.policy import SafetyPolicy
@@ -24,6 +27,8 @@ from healtrace.storage import Database
 from healtrace.tools.core import ToolRegistry, load_tools
 
 if TYPE_CHECKING:
+    from healtrace.chain.client import RegistryChain
+    from healtrace.chain.service import ChainService
     from healtrace.knowledge import KnowledgeBase
 
 log = logging.getLogger(__name__)
@@ -47,11 +52,17 @@ class Services:
     safety: SafetyPolicy
     #: Speech engines (ASR, TTS), loaded on first use.
     speech: SpeechEngines
+    #: Evidence records and receipts (always readable, also with anchoring off).
+    evidence: EvidenceOutbox
+    #: The chain side: node, registry, anchoring batcher (None with HEALTRACE_CHAIN__ENABLED off).
+    chain: ChainService | None = None
     #: The knowledge base the service opened itself (None if disabled or passed in).
     knowledge: KnowledgeBase | None = None
 
     async def aclose(self) -> None:
         await self.runner.aclose()
+        if self.chain is not None:
+            await self.chain.aclose()
         self.handoffs.close()
         self.hub.close()
         await self.orchestrator.aclose()
@@ -68,8 +79,10 @@ async def build_services(
     tools: ToolRegistry | None = None,
     knowledge: KnowledgeSearch | None = None,
     speech: SpeechEngines | None = None,
+    registry: RegistryChain | None = None,
 ) -> Services:
-    """Open the database (migrating it), load tools and the model backends."""
+    """Open the database (migrating it), load tools and the model backends, and start the
+    chain side (``registry`` replaces the configured chain: tests, embedding)."""
     db = Database(settings.resolved_database_url)
     await db.migrate()
     store = ChatStore(db)
@@ -103,7 +116,16 @@ async def build_services(
     )
     runner = TurnRunner(orchestrator, hub)
     handoffs.cancel_turn = runner.cancel
+    chain = None
+    if settings.chain.enabled and (settings.chain.anchoring or registry is not None):
+        from healtrace.chain.service import ChainService
+
+        chain = ChainService(settings, db, registry=registry, on_anchored=_announcer(hub))
+        orchestrator.on_evidence = chain.notify
+        await chain.start()
     return Services(
+        evidence=EvidenceOutbox(db),
+        chain=chain,
         knowledge=owned_kb,
         settings=settings,
         db=db,
@@ -119,6 +141,34 @@ async def build_services(
         safety=safety,
         speech=speech or SpeechEngines(settings.speech, settings.models_dir),
     )
+
+
+def _announcer(hub: EventHub) -> Callable[[Sequence[AnchoredRecord]], Awaitable[None]]:
+    """Tell sessions that are live in this process that their answers were anchored.
+
+    Sessions nobody follows right now are not woken up for it: their receipts are one
+    request away (``GET /v1/evidence/{hash}``).
+    """
+
+    async def announce(records: Sequence[AnchoredRecord]) -> None:
+        for r in records:
+            if not hub.is_live(r.session_id):
+                continue
+            await hub.publish(
+                EvidenceAnchored(
+                    session_id=r.session_id,
+                    message_id=r.message_id,
+                    evidence_hash=r.record_hash,
+                    root=r.root,
+                    tx_hash=r.tx_hash,
+                    block_number=r.block_number,
+                    chain_id=r.chain_id,
+                    contract=r.contract,
+                    receipt_url=f"/v1/evidence/{r.record_hash}",
+                )
+            )
+
+    return announce
 
 
 def open_knowledge(settings: Settings) -> KnowledgeBase:

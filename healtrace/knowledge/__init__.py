@@ -8,8 +8,9 @@ to import, which the CLI and tools that never search should not pay. (Modules ar
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+from healtrace._lazy import lazy_getattr as _lazy_getattr
 
 if TYPE_CHECKING:
     from healtrace.knowledge.chunking import Chunk, chunk_document
@@ -125,10 +126,4 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module 'healtrace.knowledge' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"healtrace.knowledge.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = _lazy_getattr(__name__, _WHERE, globals())

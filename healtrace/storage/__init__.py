@@ -2,17 +2,20 @@
 
 from healtrace.storage.database import Database
 from healtrace.storage.models import (
+    AnchorBatch,
     ApiKey,
     AuditEntry,
     Base,
     ChatSession,
     Clinician,
     ClinicianLogin,
+    EvidenceRow,
     Handoff,
     Message,
 )
 
 __all__ = [
+    "AnchorBatch",
     "ApiKey",
     "AuditEntry",
     "Base",
@@ -20,6 +23,7 @@ __all__ = [
     "Clinician",
     "ClinicianLogin",
     "Database",
+    "EvidenceRow",
     "Handoff",
     "Message",
 ]

@@ -162,3 +162,55 @@ class AuditEntry(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+
+
+class EvidenceRow(Base):
+    """One answer's evidence record: the outbox of the anchoring batcher.
+
+    Written in the same transaction as the answer it describes. ``batch_id`` is empty while
+    the record waits for a batch; a batch, once formed, never changes its members.
+    """
+
+    __tablename__ = "evidence_records"
+    __table_args__ = (Index("ix_evidence_pending", "batch_id", "seq"),)
+
+    #: Insertion order, so batches take records oldest first.
+    seq: Mapped[int] = mapped_column(
+        BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    )
+    #: keccak256 leaf hash, 0x-prefixed lowercase hex.
+    record_hash: Mapped[str] = mapped_column(String(66), unique=True)
+    message_id: Mapped[str] = mapped_column(String(32), unique=True)
+    session_id: Mapped[str] = mapped_column(String(32), index=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    #: The canonical JSON the hash was computed over (identifiers and hashes only).
+    record: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    batch_id: Mapped[str | None] = mapped_column(
+        ForeignKey("anchor_batches.id"), nullable=True, default=None
+    )
+    leaf_index: Mapped[int | None] = mapped_column(Integer, nullable=True, default=None)
+
+
+class AnchorBatch(Base):
+    """A Merkle batch of evidence records and its anchoring transaction.
+
+    built → sent (transaction submitted, hash known) → anchored (mined, block known).
+    The registry accepts a root once, so re-sending after a crash can never anchor twice.
+    """
+
+    __tablename__ = "anchor_batches"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    root: Mapped[str] = mapped_column(String(66), unique=True)
+    leaf_count: Mapped[int] = mapped_column(Integer)
+    status: Mapped[str] = mapped_column(String(16), default="built", index=True)
+    chain_id: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    contract: Mapped[str | None] = mapped_column(String(42), nullable=True)
+    tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    block_number: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    gas_used: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(String(300), default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    anchored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
