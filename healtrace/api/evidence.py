@@ -55,5 +55,6 @@ async def chain_status(request: Request, _key: KeyId) -> dict[str, Any]:
         "oldest_pending_at": oldest.isoformat() if oldest is not None else None,
         "batches_anchored": batcher.batches_anchored if batcher is not None else 0,
         "records_anchored": batcher.records_anchored if batcher is not None else 0,
+        "retries": batcher.retries if batcher is not None else 0,
         "last_error": batcher.last_error if batcher is not None else "",
     }

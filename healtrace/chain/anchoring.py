@@ -63,6 +63,8 @@ class AnchorBatcher:
         #: Counters for status pages and tests.
         self.batches_anchored = 0
         self.records_anchored = 0
+        #: Failed attempts since start (each followed by a backoff).
+        self.retries = 0
         self.last_error = ""
 
     def start(self) -> None:
@@ -108,6 +110,7 @@ class AnchorBatcher:
                 log.warning("anchoring paused (database error %s)", type(exc).__name__)
             self._wake.clear()
             if self._failures:
+                self.retries += 1
                 # New records must not cut a backoff short.
                 await asyncio.sleep(delay)
                 continue
