@@ -26,7 +26,7 @@ from healtrace.agent.orchestrator import Orchestrator, UserTurn, turn_id
 from healtrace.chain.client import ANVIL_DEV_KEY, Web3Registry
 from healtrace.chain.evidence import build_record, record_hash
 from healtrace.chain.merkle import MerkleTree, verify_proof
-from healtrace.chain.node import AnvilNode, ensure_registry, find_anvil
+from healtrace.chain.node import AnvilNode, ensure_contracts, find_anvil
 from healtrace.chain.outbox import AnchoredRecord
 from healtrace.chain.receipt import make_receipt, verify_offline, verify_onchain
 from healtrace.chain.service import ChainService
@@ -216,7 +216,7 @@ async def run() -> str:
         await node.start()
         try:
             config = ChainConfig(rpc_url=node.url)
-            deployment = await ensure_registry(config, node.url, ANVIL_DEV_KEY, tmp / "c.json")
+            deployment = await ensure_contracts(config, node.url, ANVIL_DEV_KEY, tmp / "c.json")
             registry = Web3Registry(node.url, deployment.registry, ANVIL_DEV_KEY)
             await registry.connect()
             lines = [

@@ -189,6 +189,10 @@ class ChainConfig(BaseModel):
     #: The deployed EvidenceRegistry; empty: deploy it once and remember the address in
     #: ``DATA_DIR/chain.json``.
     registry_address: str = ""
+    #: The deployed HealthToken (rewards) and ConsentRegistry (records); empty: deployed
+    #: once and remembered like the registry.
+    token_address: str = ""
+    consent_address: str = ""
     #: RPC URL printed in receipts for verifiers (empty: ``rpc_url`` or the anvil URL).
     public_rpc_url: str = ""
     #: The embedded node: its executable (empty: ``anvil`` on PATH, then ./node_modules/.bin),

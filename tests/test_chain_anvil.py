@@ -254,3 +254,7 @@ async def test_killed_service_anchors_its_outbox_exactly_once_after_restart(
     finally:
         service.stop()
     assert len(roots) == len(set(roots)) == len({r["root"] for r in receipts}) == 1
+    # All three contracts were deployed once and remembered for the next start.
+    deployed = json.loads((data_dir / "chain.json").read_text())
+    assert deployed["chain_id"] == 31337 and deployed["registry"] == contract
+    assert {"token", "consent"} <= set(deployed)

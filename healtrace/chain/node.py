@@ -21,6 +21,7 @@ import os
 import shutil
 import signal
 import subprocess
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,7 @@ __all__ = [
     "AnvilNode",
     "Deployment",
     "deploy_contract",
-    "ensure_registry",
+    "ensure_contracts",
     "find_anvil",
 ]
 
@@ -181,8 +182,16 @@ class AnvilNode:
 
 @dataclass(frozen=True, slots=True)
 class Deployment:
+    """Where HealTrace's contracts are on one chain."""
+
     chain_id: int
     registry: str
+    token: str
+    consent: str
+
+
+#: HealthToken: 18 decimals, capped at a billion tokens.
+TOKEN_NAME, TOKEN_SYMBOL, TOKEN_CAP = "HealTrace Health Token", "HEAL", 10**9 * 10**18
 
 
 async def deploy_contract(
@@ -199,22 +208,53 @@ async def deploy_contract(
             "chainId": await w3.eth.chain_id,
         }
     )
-    signed = account.sign_transaction(tx)
-    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
-    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s)
-    if receipt["status"] != 1 or not receipt["contractAddress"]:
-        raise ConfigurationError(f"deploying {name} failed (transaction {tx_hash.hex()})")
+    receipt = await _send(w3, account, tx, timeout_s)
+    if not receipt["contractAddress"]:
+        raise ConfigurationError(f"deploying {name} created no contract")
     return str(to_checksum_address(receipt["contractAddress"]))
 
 
-async def ensure_registry(
+async def _send(w3: AsyncWeb3[Any], account: Any, tx: Any, timeout_s: float) -> Any:
+    signed = account.sign_transaction(tx)
+    tx_hash = await w3.eth.send_raw_transaction(signed.raw_transaction)
+    receipt = await w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout_s)
+    if receipt["status"] != 1:
+        raise ConfigurationError(f"transaction {tx_hash.hex()} reverted")
+    return receipt
+
+
+async def _deploy_token(w3: AsyncWeb3[Any], private_key: str) -> str:
+    """HealthToken with the signing account as admin, minter and pauser."""
+    account = Account.from_key(private_key)
+    address = await deploy_contract(
+        w3, private_key, "HealthToken", TOKEN_NAME, TOKEN_SYMBOL, TOKEN_CAP, account.address
+    )
+    token = w3.eth.contract(
+        address=to_checksum_address(address), abi=load_artifact("HealthToken").abi
+    )
+    for role in ("MINTER_ROLE", "PAUSER_ROLE"):
+        role_id = await getattr(token.functions, role)().call()
+        tx = await token.functions.grantRole(role_id, account.address).build_transaction(
+            {
+                "from": account.address,
+                "nonce": await w3.eth.get_transaction_count(account.address, "pending"),
+                "chainId": await w3.eth.chain_id,
+            }
+        )
+        await _send(w3, account, tx, 60.0)
+    return address
+
+
+async def ensure_contracts(
     config: ChainConfig, rpc_url: str, private_key: str, record: Path
 ) -> Deployment:
-    """The registry to anchor in: configured, remembered in ``record``, or deployed now.
+    """HealTrace's contracts on the node at ``rpc_url``: configured, remembered in
+    ``record``, or deployed now.
 
-    A configured ``registry_address`` is used as it is. Otherwise the address remembered
-    for this chain is reused when the node has code there; else the registry is deployed
-    with the signing account as admin and anchorer, and remembered.
+    Configured addresses (``registry_address``, ``token_address``, ``consent_address``) are
+    used as they are. Otherwise an address remembered for this chain is reused when the node
+    has code there; else that contract is deployed — the registry with the signing account
+    as admin and anchorer, the token with it as admin, minter and pauser — and remembered.
     """
     provider = AsyncHTTPProvider(
         rpc_url, request_kwargs={"timeout": aiohttp.ClientTimeout(total=config.rpc_timeout_s)}
@@ -222,24 +262,41 @@ async def ensure_registry(
     w3: AsyncWeb3[Any] = AsyncWeb3(provider)
     try:
         chain_id = int(await w3.eth.chain_id)
-        if config.registry_address:
-            return Deployment(chain_id, str(to_checksum_address(config.registry_address)))
         remembered = _read_record(record)
-        if remembered.get("chain_id") == chain_id and remembered.get("registry"):
-            remembered_at = to_checksum_address(remembered["registry"])
-            if await w3.eth.get_code(remembered_at):
-                return Deployment(chain_id, str(remembered_at))
-            log.warning(
-                "no registry at %s any more (new chain state); deploying again", remembered_at
-            )
+        if remembered.get("chain_id") != chain_id:
+            remembered = {}
         me = Account.from_key(private_key).address
-        address = await deploy_contract(w3, private_key, "EvidenceRegistry", me, me)
-        record.parent.mkdir(parents=True, exist_ok=True)
-        tmp = record.with_suffix(".tmp")
-        tmp.write_text(json.dumps({"chain_id": chain_id, "registry": address}, indent=2) + "\n")
-        os.replace(tmp, record)
-        log.info("deployed EvidenceRegistry at %s on chain %d", address, chain_id)
-        return Deployment(chain_id, address)
+        deployers: dict[str, Callable[[], Awaitable[str]]] = {
+            "registry": lambda: deploy_contract(w3, private_key, "EvidenceRegistry", me, me),
+            "token": lambda: _deploy_token(w3, private_key),
+            "consent": lambda: deploy_contract(w3, private_key, "ConsentRegistry"),
+        }
+        configured = {
+            "registry": config.registry_address,
+            "token": config.token_address,
+            "consent": config.consent_address,
+        }
+        addresses: dict[str, str] = {}
+        changed = False
+        for part, deploy in deployers.items():
+            if configured[part]:
+                addresses[part] = str(to_checksum_address(configured[part]))
+                continue
+            known = remembered.get(part)
+            if known and await w3.eth.get_code(to_checksum_address(known)):
+                addresses[part] = str(to_checksum_address(known))
+                continue
+            if known:
+                log.warning("no %s at %s any more (new chain state); deploying again", part, known)
+            addresses[part] = await deploy()
+            changed = True
+            log.info("deployed the %s contract at %s on chain %d", part, addresses[part], chain_id)
+        if changed:
+            record.parent.mkdir(parents=True, exist_ok=True)
+            tmp = record.with_suffix(".tmp")
+            tmp.write_text(json.dumps({"chain_id": chain_id, **addresses}, indent=2) + "\n")
+            os.replace(tmp, record)
+        return Deployment(chain_id, addresses["registry"], addresses["token"], addresses["consent"])
     finally:
         await provider.disconnect()
 

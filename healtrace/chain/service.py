@@ -14,7 +14,7 @@ import aiohttp
 
 from healtrace.chain.anchoring import AnchorBatcher, OnAnchored
 from healtrace.chain.client import ANVIL_DEV_KEY, ChainUnavailable, RegistryChain, Web3Registry
-from healtrace.chain.node import AnvilNode, ensure_registry, find_anvil
+from healtrace.chain.node import AnvilNode, Deployment, ensure_contracts, find_anvil
 from healtrace.chain.outbox import EvidenceOutbox
 from healtrace.config import Settings
 from healtrace.errors import ConfigurationError, HealTraceError
@@ -49,6 +49,8 @@ class ChainService:
         self.rpc_url = self.config.rpc_url
         self.on_anchored = on_anchored
         self.batcher: AnchorBatcher | None = None
+        #: Where the contracts are, once connected (records and rewards use it too).
+        self.deployment: Deployment | None = None
         self._task: asyncio.Task[None] | None = None
         self._ready = asyncio.Event()
         #: Why the chain side is not running yet ("" once it is).
@@ -57,6 +59,10 @@ class ChainService:
     @property
     def public_rpc_url(self) -> str:
         return self.config.public_rpc_url or self.rpc_url
+
+    def signing_key(self) -> str:
+        """The key that signs this service's transactions (anchors, mints, relayed grants)."""
+        return self._key()
 
     def _key(self) -> str:
         key = self.config.private_key.get_secret_value()
@@ -120,11 +126,12 @@ class ChainService:
                 await self.node.start()
             self.rpc_url = self.node.url
         try:
-            deployment = await ensure_registry(
+            deployment = await ensure_contracts(
                 self.config, self.rpc_url, key, chain_record_path(self.settings)
             )
         except (OSError, TimeoutError, aiohttp.ClientError) as exc:
             raise ChainUnavailable(f"registry set-up: {type(exc).__name__}") from exc
+        self.deployment = deployment
         registry = Web3Registry(
             self.rpc_url,
             deployment.registry,
