@@ -2,10 +2,15 @@
 
     python benchmarks/speech.py [--runs 3] [--write BENCHMARKS.md] [--skip-turn]
 
+``--skip-turn`` leaves the voice-turn block (``speech-turn``) of BENCHMARKS.md as it is.
+
 1. ASR: faster-whisper (int8, 2 threads) on espeak-ng speech; real-time factor = decode time
-   / audio duration (lower is faster), median of ``--runs``.
-2. TTS: time from asking for a sentence to its first audio chunk, and real-time factor.
-3. Voice turn: a live server with the embedded defaults (Whisper base, Silero VAD, the local
+   / audio duration (lower is faster), median of ``--runs``; a short clip and ~26 s of speech.
+2. Round trip: text → piper / espeak-ng → WAV → Whisper base, with word / character error
+   rates (the sentences of tests/test_speech_api.py).
+3. TTS: time from asking for a sentence to its first audio chunk, and real-time factor; and
+   Silero VAD's cost per 32 ms chunk.
+4. Voice turn: a live server with the embedded defaults (Whisper base, Silero VAD, the local
    Qwen2.5 0.5B model with retrieval, piper); a WebSocket client streams a spoken question
    at real-time pace in 20 ms frames and times each stage from the end of speech to the first
    byte of the answer's audio.
@@ -42,6 +47,26 @@ EN_TEXT = (
 ZH_PINYIN = "wo3 fa1 shao1 liang3 tian1 le5, hai2 you3 ke2 sou4, xu1 yao4 qu4 yi1 yuan4 ma5?"
 ZH_TEXT = "我发烧两天了，还有咳嗽，需要去医院吗？"
 TURN_QUESTION = "What is a normal blood pressure?"
+#: About half a minute of English, to show the real-time factor once Whisper's fixed 30 s
+#: window is filled with speech rather than padding.
+EN_LONG = " ".join(
+    [
+        EN_TEXT,
+        "The fever started on Monday evening and was highest at night, about thirty eight "
+        "and a half degrees.",
+        "I also have a sore throat and a dry cough, but no chest pain and no shortness of breath.",
+        "I have been drinking plenty of water and resting, and I took ibuprofen once.",
+        "I am not pregnant, I have no allergies, and I do not take any other medicines.",
+    ]
+)
+#: The round trip (TTS → WAV → Whisper base) sentences, the same as tests/test_speech_api.py.
+ROUND_TRIP_EN = "The patient has a fever and a sore throat."
+ROUND_TRIP_ZH = (
+    "我发烧两天了，还有咳嗽，需要去医院吗？",
+    "我头痛，还有点发烧。",
+    "我的血压是一百四十，高吗？",
+    "我发烧了，喉咙很痛。",
+)
 
 
 def espeak(text: str, voice: str, tmp: Path) -> Audio:
@@ -70,12 +95,14 @@ def _error_rate(reference: str, heard: str, *, chars: bool) -> float:
 async def asr_rows(tmp: Path, runs: int, models_dir: Path) -> list[str]:
     en = espeak(EN_TEXT, "en-us", tmp)
     zh = espeak(ZH_PINYIN, "cmn-latn-pinyin", tmp)
+    long_en = espeak(EN_LONG, "en-us", tmp)
     engines = SpeechEngines(Settings().speech, models_dir)
     rows = []
-    for name, clip, lang, prompt in (
-        ("base", en, "en", None),
-        ("base", zh, "zh", engines.prompt("zh")),
-        ("tiny.en", en, "en", None),
+    for name, clip, lang, prompt, reference in (
+        ("base", en, "en", None, EN_TEXT),
+        ("base", long_en, "en", None, EN_LONG),
+        ("base", zh, "zh", engines.prompt("zh"), ZH_TEXT),
+        ("tiny.en", en, "en", None, EN_TEXT),
     ):
         asr = WhisperASR(resolve_whisper_model(name, models_dir), threads=2, name=name)
         start = time.perf_counter()
@@ -87,7 +114,6 @@ async def asr_rows(tmp: Path, runs: int, models_dir: Path) -> list[str]:
             result = await asr.transcribe(clip, language=lang, prompt=prompt)
             times.append(time.perf_counter() - start)
         decode = statistics.median(times[1:])
-        reference = ZH_TEXT if lang == "zh" else EN_TEXT
         error = _error_rate(reference, result.text, chars=lang == "zh")
         rows.append(
             f"| Whisper {name}, int8, 2 threads | {lang} | {clip.duration_s:.1f} | "
@@ -97,10 +123,63 @@ async def asr_rows(tmp: Path, runs: int, models_dir: Path) -> list[str]:
     return rows
 
 
+async def round_trip_rows(models_dir: Path) -> list[str]:
+    """Text → local TTS → WAV file → Whisper base (int8, 2 threads), as the service runs it."""
+    from healtrace.speech.audio import encode
+
+    asr = WhisperASR(resolve_whisper_model("base", models_dir), threads=2, name="base")
+    engines = SpeechEngines(Settings().speech, models_dir, asr=asr)
+    rows = []
+    cases = [
+        (PiperTTS(), ROUND_TRIP_EN, "en"),
+        *((EspeakPinyinTTS(), t, "zh") for t in ROUND_TRIP_ZH),
+    ]
+    rates = []
+    for engine, text, lang in cases:
+        pieces = [p async for p in engine.synthesize(text, language=lang)]
+        speech = Audio(np.concatenate([p.samples for p in pieces]), pieces[0].sample_rate)
+        wav = encode(speech, "wav")
+        heard = decode_audio(wav, max_bytes=len(wav), max_seconds=60)
+        result = await asr.transcribe(heard, language=lang, prompt=engines.prompt(lang))
+        rate = _error_rate(text, result.text, chars=lang == "zh")
+        if lang == "zh":
+            rates.append(rate)
+        voice = "piper" if lang == "en" else "espeak-ng"
+        metric = "CER" if lang == "zh" else "WER"
+        rows.append(f"| {voice} → Whisper base | {text} | {result.text} | {metric} {rate:.2f} |")
+    rows.append(
+        f"| espeak-ng → Whisper base | **mean of the {len(rates)} zh sentences** | | "
+        f"**CER {statistics.mean(rates):.2f}** |"
+    )
+    return rows
+
+
+def vad_row(runs: int) -> str:
+    """Silero VAD cost per 32 ms chunk, as a voice stream runs it (one session, one thread)."""
+    from healtrace.speech.vad import SileroVAD
+
+    vad = SileroVAD()
+    chunk = np.zeros(512, dtype=np.float32)
+    per_chunk = []
+    for _ in range(runs + 1):
+        start = time.perf_counter()
+        for _ in range(500):
+            vad.probability(chunk)
+        per_chunk.append((time.perf_counter() - start) / 500)
+    ms = statistics.median(per_chunk[1:]) * 1000
+    return f"Silero VAD: {ms:.2f} ms per 32 ms chunk ({ms / 32:.3f} of real time per stream)."
+
+
 async def tts_rows(runs: int) -> list[str]:
     rows = []
     for label, engine, text, lang in (
         ("piper en_US-joe-medium", PiperTTS(), "Drink plenty of water and rest.", "en"),
+        (
+            "piper en_US-joe-medium",
+            PiperTTS(),
+            "A normal blood pressure for adults is below 120 over 80.",
+            "en",
+        ),
         ("espeak-ng cmn-latn-pinyin", EspeakPinyinTTS(), "多喝水，注意休息。", "zh"),
     ):
         load = getattr(engine, "load", None)
@@ -227,7 +306,9 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as d:
         tmp = Path(d)
         asr = await asr_rows(tmp, args.runs, models_dir)
+        trips = await round_trip_rows(models_dir)
         tts = await tts_rows(args.runs)
+        vad = vad_row(args.runs)
         turns = (
             {}
             if args.skip_turn
@@ -238,8 +319,8 @@ async def main() -> None:
         )
     cpu = os.cpu_count()
     lines = [
-        f"{cpu} CPU cores; median of {args.runs} runs after a warm-up run. "
-        "Speech made with espeak-ng.",
+        f"{cpu} CPU cores; median of {args.runs} runs after a warm-up run. ASR input made "
+        "with espeak-ng (the round trip's English with piper).",
         "",
         "| ASR | language | audio (s) | load (s) | decode (ms) | real-time factor | errors "
         "| text |",
@@ -248,15 +329,27 @@ async def main() -> None:
         "",
         "Target: real-time factor ≤ 0.15 for base int8 on 2 threads.",
         "",
+        "Round trip with the real engines: text → TTS → WAV file → Whisper base (the zh "
+        "prompt is the service's medical vocabulary):",
+        "",
+        "| path | said | heard | errors |",
+        "|---|---|---|---|",
+        *trips,
+        "",
         "| TTS | sentence | first audio (ms) | real-time factor |",
         "|---|---|---|---|",
         *tts,
         "",
         "Target: first audio ≤ 300 ms.",
+        "",
+        vad,
     ]
+    body = "\n".join(lines)
+    print(body)
+    if args.write:
+        write_block(args.write, "speech", body)
     if turns:
-        lines += [
-            "",
+        lines = [
             "Voice turn, latency by stage from the end of speech (Silero VAD with 600 ms "
             "end-of-speech silence, Whisper base, piper, opus; retrieval on). Two model "
             "backends: the scripted one (first token after 40 ms, so its column shows what "
@@ -272,10 +365,10 @@ async def main() -> None:
             "",
             "Anchor: Pipecat and LiveKit report 0.5–1.2 s voice-to-voice with GPU or cloud models.",
         ]
-    body = "\n".join(lines)
-    print(body)
-    if args.write:
-        write_block(args.write, "speech", body)
+        body = "\n".join(lines)
+        print(body)
+        if args.write:
+            write_block(args.write, "speech-turn", body)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import struct
 import subprocess
 from pathlib import Path
 
@@ -38,3 +39,12 @@ def cer(ref: str, hyp: str) -> float:
     """Character error rate over letters and digits (punctuation ignored on both sides)."""
     keep = [c for c in ref if c.isalnum()]
     return edit_distance(keep, [c for c in hyp if c.isalnum()]) / len(keep)
+
+
+def wav_with_codec_tag(tag: int, seconds: float = 1.0, rate: int = 16000) -> bytes:
+    """A WAV whose fmt chunk names codec ``tag`` (0x0001 is PCM), with ``seconds`` of data."""
+    data = bytes(int(seconds * rate) * 2)
+    fmt = struct.pack("<HHIIHH", tag, 1, rate, rate * 2, 2, 16)
+    body = b"WAVE" + b"fmt " + struct.pack("<I", len(fmt)) + fmt
+    body += b"data" + struct.pack("<I", len(data)) + data
+    return b"RIFF" + struct.pack("<I", len(body)) + body

@@ -9,14 +9,16 @@ from __future__ import annotations
 import io
 import math
 import os
-import time
 import wave
+from collections.abc import Iterator
+from typing import Any
 
 import av
 import numpy as np
 import pysilk  # type: ignore[import-untyped]
 import pytest
 
+from healtrace.speech import audio as audio_module
 from healtrace.speech.audio import (
     Resampler,
     content_type,
@@ -29,6 +31,7 @@ from healtrace.speech.audio import (
     sniff,
 )
 from healtrace.speech.types import SAMPLE_RATE, Audio, AudioFormat, SpeechError
+from tests._speech import wav_with_codec_tag
 
 BIG = 100 * 1024 * 1024
 
@@ -145,7 +148,9 @@ def test_an_upload_cut_off_mid_stream_keeps_what_was_recorded() -> None:
     assert 0.5 < audio.duration_s < 1.5
 
 
-def test_a_thirty_minute_recording_is_rejected_quickly() -> None:
+def test_a_thirty_minute_recording_is_rejected_before_decoding(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     out = io.BytesIO()
     with wave.open(out, "wb") as wav:
         wav.setnchannels(1)
@@ -153,12 +158,22 @@ def test_a_thirty_minute_recording_is_rejected_quickly() -> None:
         wav.setframerate(8000)
         wav.writeframes(bytes(8000 * 2 * 1800))
     data = out.getvalue()
-    started = time.perf_counter()
+    decoded: list[int] = []
+    real_frames = audio_module._frames
+
+    def counting(*args: Any) -> Iterator[av.AudioFrame]:
+        for frame in real_frames(*args):
+            decoded.append(frame.samples)
+            yield frame
+
+    monkeypatch.setattr(audio_module, "_frames", counting)
     with pytest.raises(SpeechError) as caught:
         decode_audio(data, max_bytes=BIG, max_seconds=600)
-    assert time.perf_counter() - started < 1.0
     assert caught.value.code == "audio_too_long"
     assert caught.value.params["seconds"] == 1800
+    # Refused on the container's declared duration: not one sample was decoded.
+    assert decoded == []
+    assert "1800" in caught.value.message("en") and "600" in caught.value.message("zh-CN")
 
 
 def test_decoding_stops_once_the_limit_is_passed_without_a_declared_duration() -> None:
@@ -298,3 +313,13 @@ def test_a_container_without_audio_is_an_unsupported_format() -> None:
         decode_audio(buf.getvalue(), max_bytes=10_000_000, max_seconds=60)
     assert err.value.code == "audio_unsupported_format"
     assert "no audio track" in err.value.message("en")
+
+
+def test_a_known_container_with_an_unknown_codec_is_an_unsupported_format() -> None:
+    assert decode_audio(wav_with_codec_tag(0x0001), max_bytes=BIG, max_seconds=60).duration_s == (
+        pytest.approx(1.0)
+    )
+    with pytest.raises(SpeechError) as err:
+        decode_audio(wav_with_codec_tag(0x5A5A), max_bytes=BIG, max_seconds=60)
+    assert err.value.code == "audio_unsupported_format"
+    assert "codec" in err.value.message("en") and "不支持" in err.value.message("zh-CN")

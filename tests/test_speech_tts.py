@@ -6,8 +6,8 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-import time
-from collections.abc import AsyncIterator, Callable
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import numpy as np
@@ -160,18 +160,17 @@ def test_pinyin_has_tone_numbers_and_neutral_five() -> None:
 # --------------------------------------------------------------------------- real engines
 
 
-async def collect(tts: TTS, text: str, language: str, **kwargs: Any) -> tuple[Audio, float]:
-    """All audio for ``text`` joined, and the seconds until the first chunk arrived."""
-    started = time.perf_counter()
-    first: float | None = None
+async def collect(tts: TTS, text: str, language: str, **kwargs: Any) -> tuple[Audio, int]:
+    """All audio for ``text`` joined, and how many chunks it came in.
+
+    How fast the first chunk comes is measured in benchmarks/speech.py, not asserted here.
+    """
     chunks: list[Audio] = []
     async for chunk in tts.synthesize(text, language=language, **kwargs):
-        if first is None:
-            first = time.perf_counter() - started
         chunks.append(chunk)
-    assert chunks and first is not None
+    assert chunks
     assert len({c.sample_rate for c in chunks}) == 1
-    return Audio(np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate), first
+    return Audio(np.concatenate([c.samples for c in chunks]), chunks[0].sample_rate), len(chunks)
 
 
 @pytest.fixture(scope="module")
@@ -185,11 +184,10 @@ async def test_piper_speaks_english(piper: PiperTTS) -> None:
     assert piper.name == "piper:en_US-joe-medium"
     assert isinstance(piper, TTS)
     text = "Please drink plenty of water and rest for two days."
-    audio, first = await collect(piper, text, "en")
+    audio, _ = await collect(piper, text, "en")
     assert audio.sample_rate == 22050
     assert 1.5 < audio.duration_s < 6.0
     assert rms_dbfs(audio.samples) > -30
-    assert first < 3.0
     faster, _ = await collect(piper, text, "en", speed=1.5)
     assert faster.duration_s < audio.duration_s * 0.85
 
@@ -203,9 +201,10 @@ async def test_espeak_speaks_pinyin_with_numbers() -> None:
     engine = EspeakPinyinTTS()
     assert engine.name == "espeak-ng:cmn-latn-pinyin"
     short, _ = await collect(engine, "您的体温是三十八度。", "zh")
-    audio, first = await collect(engine, "您的体温是38.5度，请多喝水。", "zh")
+    audio, chunks = await collect(engine, "您的体温是38.5度，请多喝水。", "zh")
     assert rms_dbfs(audio.samples) > -35
-    assert first < 1.0
+    # espeak-ng's WAV is read from its stdout as it is written, not after it exits.
+    assert chunks > 1
     # The number is spoken, so the sentence with "38.5" is clearly longer than without.
     assert audio.duration_s > short.duration_s + 0.5
     assert 1.5 < audio.duration_s < 12.0
@@ -382,13 +381,33 @@ def test_build_tts_follows_config() -> None:
     assert remote.base_url == "http://tts:9/v1"
 
 
-async def test_consumer_stopping_early_stops_synthesis(piper: PiperTTS) -> None:
-    text = " ".join(["This sentence is one of many."] * 6)
+async def test_consumer_stopping_early_stops_synthesis(
+    piper: PiperTTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A barge-in stops reading the answer's audio: the worker thread then stops too, after
+    the sentence it was making, instead of synthesising the rest for nobody."""
+    made: list[Audio] = []
+    finished = threading.Event()
+    real = piper._chunks
+
+    def counting(text: str, speed: float) -> Iterator[Audio]:
+        try:
+            for audio in real(text, speed):
+                made.append(audio)
+                yield audio
+        finally:
+            finished.set()
+
+    monkeypatch.setattr(piper, "_chunks", counting)
+    text = " ".join(["This sentence is one of many."] * 12)
     generator = piper.synthesize(text, language="en")
     assert isinstance(generator, AsyncIterator)
     first = await anext(generator)
     assert first.duration_s > 0.5
     await generator.aclose()  # type: ignore[attr-defined]
+    assert await asyncio.to_thread(finished.wait, 60)
+    # The one handed over, the one being made, perhaps one more on a busy machine; not 12.
+    assert 1 <= len(made) <= 3
 
 
 def test_tricky_english_boundaries() -> None:

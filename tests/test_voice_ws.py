@@ -144,10 +144,14 @@ async def test_a_spoken_turn_with_real_engines(
         seen = await until(ws, "audio")
         kinds = [f["type"] for f in seen]
         assert kinds[0] == "speech_started"
-        final = next(f for f in seen if f["type"] == "transcript" and f["final"])
+        transcripts = [f for f in seen if f["type"] == "transcript"]
+        final = transcripts[-1]
+        assert final["final"] and not any(f["final"] for f in transcripts[:-1])
         assert "blood pressure" in final["text"].lower()
-        # Order: final transcript, then the turn, then tokens, then speech.
-        assert kinds.index("transcript") < kinds.index("turn_started") < kinds.index("token")
+        # Order: final transcript, then the turn (for that utterance), tokens, then speech.
+        started = kinds.index("turn_started")
+        assert seen.index(final) < started < kinds.index("token")
+        assert seen[started]["client_message_id"] == final["utterance_id"]
         first_audio = seen[-1]
         assert first_audio["index"] == 0 and first_audio["format"] == "wav"
         assert first_audio["text"].startswith("A normal blood pressure")
@@ -160,13 +164,20 @@ async def test_a_spoken_turn_with_real_engines(
         # The answer is still being written when its first sentence is already audio.
         assert "answer_done" not in kinds
 
+        # The client's player reports that the first sentence has played in full.
+        turn_id = first_audio["turn_id"]
+        played = {"type": "playback", "state": "started", "turn_id": turn_id}
+        await ws.send(json.dumps({**played, "played_ms": first_audio["duration_ms"] + 100}))
         # Barge-in: the microphone first hears the answer's own echo, then the user talking
         # over it, louder; both are flagged as captured during playback.
         echo = frames(louder(resample(heard, SAMPLE_RATE), 0.1), 48000, flag=1)[:25]
         await stream(ws, echo + frames(interruption, 48000, flag=1), pace_s=0.004)
         after = await until(ws, "barge_in")
         barge = after[-1]
-        assert barge["turn_id"] == first_audio["turn_id"]
+        assert barge["turn_id"] == turn_id
+        # Heard: the first sentence in full; cut off: whatever was playing after it.
+        assert barge["spoken_text"] == first_audio["text"]
+        assert barge["played_ms"] >= first_audio["duration_ms"]
         rest = await until(ws, "answer_done")
         assert rest[-1]["finish_reason"] == "cancelled"
         # What the user said over the answer becomes the next utterance.
@@ -174,6 +185,9 @@ async def test_a_spoken_turn_with_real_engines(
         nxt = await until(ws, "turn_started")
         final2 = next(f for f in nxt if f["type"] == "transcript" and f["final"])
         assert "question" in final2["text"].lower()
+        # Nothing more of the interrupted answer is spoken, and it never reports completion.
+        spoken_after = [f for f in rest + nxt if f.get("turn_id") == turn_id]
+        assert not [f for f in spoken_after if f["type"] in ("audio", "audio_done", "token")]
         await ws.close()
 
         async with httpx.AsyncClient() as client:
@@ -264,6 +278,65 @@ async def test_push_to_talk(
     await ws.send(json.dumps({"type": "ping"}))
     assert (await recv(ws))["type"] == "pong"
     await ws.close()
+
+
+async def test_partial_transcripts_come_before_the_final_one(
+    scripted: tuple[LiveServer, str, ScriptedASR, ScriptedTTS], question: Audio
+) -> None:
+    """While the user speaks, partial transcripts of the utterance so far; then one final."""
+    live, key, asr, _ = scripted
+    ws = await connect(live, key)
+    await ws.send(json.dumps({"type": "audio_start", "speak": False}))
+    assert (await recv(ws))["type"] == "voice_ready"
+    chunks = frames(question) + frames(silence(1.0))
+    seen: list[dict[str, Any]] = []
+    for start in range(0, len(chunks), 10):
+        # A ping after every 200 ms of audio lets the server's event loop run the partial
+        # transcription between frames, as real-time pacing would, without sleeping.
+        await stream(ws, chunks[start : start + 10])
+        await ws.send(json.dumps({"type": "ping"}))
+        seen += await until(ws, "pong")
+    if "turn_started" not in [f["type"] for f in seen]:
+        seen += await until(ws, "turn_started")
+    seen = seen[: [f["type"] for f in seen].index("turn_started") + 1]
+    transcripts = [f for f in seen if f["type"] == "transcript"]
+    partials = [f for f in transcripts if not f["final"]]
+    assert partials, [f["type"] for f in seen]
+    assert transcripts[-1]["final"] and len(transcripts) == len(partials) + 1
+    utterance = transcripts[-1]["utterance_id"]
+    assert {f["utterance_id"] for f in transcripts} == {utterance}
+    # Each partial covers more of the utterance than the one before.
+    lengths = [f["duration_ms"] for f in partials]
+    assert lengths == sorted(lengths) and lengths[-1] < transcripts[-1]["duration_ms"]
+    assert seen[-1]["client_message_id"] == utterance
+    assert len(asr.calls) == len(partials) + 1
+    await ws.close()
+
+
+async def test_push_to_talk_longer_than_the_limit_is_refused(
+    voice_settings: Settings, question: Audio
+) -> None:
+    settings = voice_settings.model_copy(
+        update={"speech": SpeechConfig(voice_format="wav", max_audio_seconds=1.0)}
+    )
+    asr = ScriptedASR([])
+    engines = SpeechEngines(settings.speech, settings.models_dir, asr=asr, tts=ScriptedTTS())
+    key = await api_key(settings)
+    app = create_app(settings, model=DemoModel(answer="-", tool_rounds=0), speech=engines)
+    async with LiveServer(app) as live:
+        for locale, words in (("en", "the limit is 1)"), ("zh-CN", "上限为 1 秒")):
+            ws = await websockets.connect(live.ws)
+            await ws.send(json.dumps({"type": "hello", "api_key": key, "locale": locale}))
+            assert (await recv(ws))["type"] == "hello_ok"
+            await ws.send(json.dumps({"type": "audio_start", "mode": "push_to_talk"}))
+            assert (await recv(ws))["type"] == "voice_ready"
+            await stream(ws, frames(question))  # about 2 s
+            await ws.send(json.dumps({"type": "audio_end"}))
+            err = await recv(ws)
+            assert (err["type"], err["code"]) == ("error", "audio_too_long")
+            assert words in err["message"]
+            await ws.close()
+    assert asr.calls == []  # nothing over the limit reaches the recogniser
 
 
 async def test_bad_voice_input_gets_specific_errors(

@@ -274,6 +274,10 @@ class VoiceSession:
             return
         if self._partial_task is not None and not self._partial_task.done():
             return
+        if self.endpointer.pausing:
+            # The user has stopped, maybe for good: a partial now would say nothing new and,
+            # one decode at a time, make the final transcript wait for it.
+            return
         self._partial_due = self._partial_samples + interval * SAMPLE_RATE // 1000
         audio = self.endpointer.current_audio()
         if audio is None:

@@ -154,7 +154,9 @@ class WhisperASR:
             code = "en"
         elif code is not None and code not in self._model.supported_languages:
             raise SpeechError(
-                f"language {language!r} is not supported by Whisper", code="invalid_event"
+                f"language {language!r} is not supported by Whisper",
+                code="speech_language_unsupported",
+                language=language,
             )
         with self._decode_lock:
             segments_iter, info = self._model.transcribe(

@@ -214,6 +214,11 @@ class Endpointer:
     def in_speech(self) -> bool:
         return self._started is not None
 
+    @property
+    def pausing(self) -> bool:
+        """Inside an utterance, in silence that may yet end it (the user stopped talking)."""
+        return self._started is not None and self._silence_from is not None
+
     def current_audio(self) -> Audio | None:
         """The utterance so far (for partial transcripts), or ``None`` outside speech."""
         if self._started is None:
