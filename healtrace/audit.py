@@ -129,8 +129,15 @@ def append_entry(
     action: str,
     session_id: str | None = None,
     details: dict[str, Any] | None = None,
+    patient_id: str | None = None,
 ) -> AuditRecord:
-    """Append inside the caller's transaction, so the entry commits with what it records."""
+    """Append inside the caller's transaction, so the entry commits with what it records.
+
+    ``patient_id`` files the entry under the patient it is about (their access log); it is
+    also put into ``details``, so the hash covers it."""
+    details = dict(details or {})
+    if patient_id is not None:
+        details["patient_id"] = patient_id
     if s.get_bind().dialect.name == "postgresql":
         # Workers append concurrently; the chain needs one writer at a time.
         s.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _PG_LOCK_KEY})
@@ -141,7 +148,8 @@ def append_entry(
         actor=actor,
         action=action,
         session_id=session_id,
-        details=dict(details or {}),
+        details=details,
+        patient_id=patient_id,
         prev_hash=prev,
     )
     row.hash = _row_hash(row)
@@ -162,6 +170,7 @@ class AuditLog:
         action: str,
         session_id: str | None = None,
         details: dict[str, Any] | None = None,
+        patient_id: str | None = None,
     ) -> AuditRecord:
         return await self.db.run(
             lambda s: append_entry(
@@ -171,8 +180,25 @@ class AuditLog:
                 action=action,
                 session_id=session_id,
                 details=details,
+                patient_id=patient_id,
             )
         )
+
+    async def for_patient(
+        self, tenant_id: str, patient_id: str, *, limit: int = 200
+    ) -> list[AuditRecord]:
+        """Entries about one patient, newest first (their access log)."""
+
+        def query(s: Session) -> list[AuditRecord]:
+            rows = s.scalars(
+                select(AuditEntry)
+                .where(AuditEntry.tenant_id == tenant_id, AuditEntry.patient_id == patient_id)
+                .order_by(AuditEntry.seq.desc())
+                .limit(limit)
+            )
+            return [_record(r) for r in rows]
+
+        return await self.db.run(query)
 
     async def entries(
         self,

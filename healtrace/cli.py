@@ -15,6 +15,7 @@ from healtrace import __version__
 from healtrace.chain.cli import chain_app, verify_command
 from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.knowledge.cli import eval_app, knowledge_app
+from healtrace.records.cli import records_app
 from healtrace.safety.cli import eval_triage_command, triage_command
 
 if TYPE_CHECKING:
@@ -26,6 +27,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help="HealTrace me
 models_app = typer.Typer(no_args_is_help=True, help="Local model weights")
 keys_app = typer.Typer(no_args_is_help=True, help="API keys")
 clinicians_app = typer.Typer(no_args_is_help=True, help="Clinician console accounts")
+patients_app = typer.Typer(no_args_is_help=True, help="Patients and their keys")
 audit_app = typer.Typer(no_args_is_help=True, help="The hash-chained audit log")
 labs_app = typer.Typer(no_args_is_help=True, help="Lab results")
 speech_app = typer.Typer(no_args_is_help=True, help="Speech to text and text to speech")
@@ -33,6 +35,7 @@ vision_app = typer.Typer(no_args_is_help=True, help="Photos and DICOM studies")
 app.add_typer(models_app, name="models")
 app.add_typer(keys_app, name="keys")
 app.add_typer(clinicians_app, name="clinicians")
+app.add_typer(patients_app, name="patients")
 app.add_typer(audit_app, name="audit")
 app.add_typer(labs_app, name="labs")
 app.add_typer(speech_app, name="speech")
@@ -40,6 +43,7 @@ app.add_typer(vision_app, name="vision")
 app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base")
 app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage quality)")
 app.add_typer(chain_app, name="chain")
+app.add_typer(records_app, name="records")
 app.command("verify")(verify_command)
 app.command("triage")(triage_command)
 eval_app.command("triage")(eval_triage_command)
@@ -177,6 +181,44 @@ def keys_create(
         return plaintext
 
     typer.echo(_with_db(create))
+
+
+@patients_app.command("add")
+def patients_add(
+    fhir_patient_id: Annotated[str, typer.Argument(help="The patient's id in the FHIR store")],
+    tenant: Annotated[str, typer.Option(help="The tenant (hospital) of the patient")] = ("default"),
+    wallet: Annotated[
+        str | None, typer.Option(help="The patient's own wallet address (default: custodial)")
+    ] = None,
+) -> None:
+    """Register a patient and print a patient key (once): chat sessions opened with it act
+    for the patient (their records, consent and rewards)."""
+    from healtrace.agent.memory import ChatStore
+    from healtrace.errors import HealTraceError
+    from healtrace.records.custody import Custody, load_custody_secret
+    from healtrace.records.patients import PatientStore
+
+    settings = Settings()
+    secret = load_custody_secret(
+        settings.records.custody_secret.get_secret_value(), settings.data_dir / "custody.key"
+    )
+
+    async def create(db: Database) -> tuple[str, str]:
+        patient = await PatientStore(db, Custody(secret)).create(
+            tenant, fhir_patient_id, wallet=wallet
+        )
+        _kid, key = await ChatStore(db).create_api_key(
+            f"patient {fhir_patient_id}", tenant_id=tenant, patient_id=patient.id
+        )
+        return patient.address, key
+
+    try:
+        address, key = _with_db(create)
+    except HealTraceError as exc:
+        typer.echo(exc.message("en"), err=True)
+        raise typer.Exit(1) from exc
+    typer.echo(f"patient {fhir_patient_id} in tenant {tenant}, address {address}")
+    typer.echo(f"patient key: {key}")
 
 
 @clinicians_app.command("add")

@@ -14,6 +14,9 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from healtrace.knowledge.config import KnowledgeConfig
+from healtrace.records.config import RecordsConfig
+from healtrace.records.fhir_config import FhirConfig
+from healtrace.rewards.config import RewardsConfig
 
 Locale = Literal["en", "zh-CN"]
 
@@ -249,6 +252,9 @@ class Settings(BaseSettings):
     speech: SpeechConfig = Field(default_factory=SpeechConfig)
     vision: VisionConfig = Field(default_factory=VisionConfig)
     chain: ChainConfig = Field(default_factory=ChainConfig)
+    records: RecordsConfig = Field(default_factory=RecordsConfig)
+    fhir: FhirConfig = Field(default_factory=FhirConfig)
+    rewards: RewardsConfig = Field(default_factory=RewardsConfig)
     #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
     retrieval_k: int = 3
     max_tool_rounds: int = 4

@@ -256,6 +256,184 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "An evidence hash is 0x followed by 64 hexadecimal digits.",
         "证据哈希应为 0x 加 64 位十六进制数字。",
     ),
+    # Rewards (healtrace/rewards): decisions on a claim, then claims that cannot be judged.
+    "reward_awarded": (
+        "You earned {amount} HEAL for {title}.",
+        "您因“{title}”获得 {amount} HEAL。",
+    ),
+    "reward_streak_progress": (
+        "Recorded: {days} of {streak_days} days in a row for {title}. Keep going to earn "
+        "{amount} HEAL.",
+        "已记录：“{title}”已连续 {days} 天，共需 {streak_days} 天。坚持下去可获得 {amount} HEAL。",
+    ),
+    "reward_duplicate_reading": (
+        "This reading was already submitted (same values and time); it is not rewarded again.",
+        "该读数已提交过（数值和时间相同），不再重复奖励。",
+    ),
+    "reward_duplicate_submission": (
+        "This was already submitted for {title}; it is not rewarded again.",
+        "该“{title}”已提交过，不再重复奖励。",
+    ),
+    "reward_cap_reached": (
+        "You have reached the reward limit for {title}. Your record was saved.",
+        "“{title}”的奖励已达上限。您的记录已保存。",
+    ),
+    "reward_cooldown": (
+        "{title} can be rewarded again after {available_at}. Your record was saved.",
+        "“{title}”需在 {available_at} 之后才能再次获得奖励。您的记录已保存。",
+    ),
+    "reward_impossible_value": (
+        "That reading cannot be right ({detail}). Please check it and enter it again.",
+        "该读数不可能正确（{detail}）。请核对后重新输入。",
+    ),
+    "reward_burst": (
+        "Too many submissions in a short time (more than {limit} in {window_min} minutes). "
+        "Please wait a while and try again.",
+        "短时间内提交过多（{window_min} 分钟内超过 {limit} 次）。请稍后再试。",
+    ),
+    "reward_consent_required": (
+        "Contributing data is rewarded only with your consent: include the consent reference.",
+        "贡献数据需经您同意才能获得奖励：请附上同意书编号。",
+    ),
+    "reward_unknown_type": (
+        "'{event_type}' is not a rewarded activity. Rewarded activities: {known}.",
+        "“{event_type}”不是可获得奖励的活动。可获得奖励的活动：{known}。",
+    ),
+    "reward_invalid_event": (
+        "That reward claim is missing fields or has wrong ones: {detail}",
+        "奖励申请缺少字段或字段有误：{detail}",
+    ),
+    "reward_event_time_invalid": (
+        "The activity's time must be within the last {max_age_h} hours and not in the future.",
+        "活动时间须在最近 {max_age_h} 小时内，且不能晚于现在。",
+    ),
+    "reward_event_conflict": (
+        "Event id '{event_id}' was already used for a different claim. Use a new event id for "
+        "a new activity.",
+        "事件编号“{event_id}”已用于另一项申请。新的活动请使用新的事件编号。",
+    ),
+    "reward_claim_too_large": (
+        "That reward claim is too large ({size} bytes; the limit is {limit}).",
+        "奖励申请过大（{size} 字节，上限为 {limit}）。",
+    ),
+    "reward_patient_required": (
+        "No patient is signed in, so no reward can be claimed. Sign in as the patient first.",
+        "当前没有已登录的患者，无法申请奖励。请先以患者身份登录。",
+    ),
+    "reward_patient_forbidden": (
+        "This API key acts for another patient.",
+        "此 API 密钥只能代表另一位患者操作。",
+    ),
+    "reward_disabled": (
+        "Health rewards are not enabled on this service.",
+        "本服务未启用健康奖励。",
+    ),
+    "fhir_invalid": (
+        "That is not a valid FHIR R4 resource: {detail}",
+        "这不是有效的 FHIR R4 资源：{detail}",
+    ),
+    "fhir_bundle_too_large": (
+        "That FHIR bundle is too large ({size} bytes; the limit is {limit}). Split it into "
+        "smaller bundles.",
+        "该 FHIR 数据包过大（{size} 字节，上限为 {limit}）。请拆分成较小的数据包。",
+    ),
+    "fhir_not_found": (
+        "That record was not found.",
+        "未找到该记录。",
+    ),
+    "fhir_unauthorized": (
+        "The FHIR server refused HealTrace's credentials (HTTP {status}); check "
+        "HEALTRACE_FHIR__TOKEN.",
+        "FHIR 服务器拒绝了 HealTrace 的凭据（HTTP {status}）；请检查 HEALTRACE_FHIR__TOKEN。",
+    ),
+    "fhir_unavailable": (
+        "Patient records are unavailable right now ({detail}). Please try again later.",
+        "病历暂时无法获取（{detail}）。请稍后重试。",
+    ),
+    "consent_scope_invalid": (
+        "That access scope is not valid ({detail}). Use scopes such as "
+        "patient/Observation.rs or patient/Observation.rs?category=laboratory.",
+        "访问范围无效（{detail}）。请使用如 patient/Observation.rs 或 "
+        "patient/Observation.rs?category=laboratory 的范围。",
+    ),
+    "consent_duration_invalid": (
+        "Access can be granted for 1 to {max} days.",
+        "授权期限应为 1 至 {max} 天。",
+    ),
+    "consent_grantee_invalid": (
+        "Access can be granted to the assistant, to yourself, or to clinician:<id>.",
+        "只能授权给智能助手、您本人或 clinician:<编号>。",
+    ),
+    "consent_signature_invalid": (
+        "The consent signature is not the patient's own; nothing was changed.",
+        "授权签名并非患者本人所签，未做任何更改。",
+    ),
+    "consent_signature_replayed": (
+        "That consent signature was already used; sign the request again.",
+        "该授权签名已被使用过，请重新签名。",
+    ),
+    "consent_signature_expired": (
+        "That consent signature has expired; sign the request again.",
+        "该授权签名已过期，请重新签名。",
+    ),
+    "consent_expiry_invalid": (
+        "A grant must end in the future.",
+        "授权的结束时间必须晚于现在。",
+    ),
+    "consent_not_found": (
+        "No active grant with that id was found.",
+        "未找到该编号的有效授权。",
+    ),
+    "consent_rejected": (
+        "The consent registry refused the request ({detail}).",
+        "授权登记合约拒绝了该请求（{detail}）。",
+    ),
+    "key_export_password_weak": (
+        "Choose an export password of at least {min} characters.",
+        "导出密码至少需要 {min} 个字符。",
+    ),
+    "patient_invalid": (
+        "That patient is not valid: {detail}.",
+        "患者信息无效：{detail}。",
+    ),
+    "patient_exists": (
+        "A patient with that FHIR id already exists for this organisation.",
+        "本机构已有使用该 FHIR 编号的患者。",
+    ),
+    "patient_not_found": (
+        "That patient was not found.",
+        "未找到该患者。",
+    ),
+    "patient_has_wallet": (
+        "This patient signs with their own wallet: send a signed request instead.",
+        "该患者使用自己的钱包签名：请提交已签名的请求。",
+    ),
+    "patient_key_required": (
+        "This needs a patient's key (one made with POST /v1/patients).",
+        "此操作需要患者密钥（由 POST /v1/patients 创建）。",
+    ),
+    "tenant_key_required": (
+        "This needs an organisation's key, not a patient's.",
+        "此操作需要机构密钥，而不是患者密钥。",
+    ),
+    "records_consent_required": (
+        "I may not read your {kinds} records: you have not granted access, or the grant was "
+        "revoked or has expired. You can grant access in the consent settings (for example "
+        "scope patient/Observation.rs?category=laboratory for lab results) and revoke it at "
+        "any time.",
+        "我无权读取您的 {kinds} 记录：您尚未授权，或授权已撤销或过期。您可以在授权设置中"
+        "授予访问权限（例如化验结果的范围 patient/Observation.rs?category=laboratory），"
+        "并可随时撤销。",
+    ),
+    "records_consent_unverifiable": (
+        "I cannot check your consent right now, so I will not read your {kinds} records. "
+        "Please try again later.",
+        "目前无法核验您的授权，因此不会读取您的 {kinds} 记录。请稍后再试。",
+    ),
+    "records_no_patient": (
+        "No patient is signed in to this conversation, so there are no records to read.",
+        "本次对话未关联患者身份，无法读取病历记录。",
+    ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",
         "服务器出现问题。您的消息已保存，请重试。",

@@ -255,7 +255,12 @@ async def test_rest_flow(server: LiveServer, key: str) -> None:
         assert (await http.get("/healthz")).json()["status"] == "ok"
         ready = (await http.get("/readyz")).json()
         assert ready["status"] == "ready"
-        assert ready["tools"] == ["analyze_image", "body_mass_index", "interpret_labs"]
+        assert ready["tools"] == [
+            "analyze_image",
+            "body_mass_index",
+            "interpret_labs",
+            "lookup_records",
+        ]
         r = await http.post("/v1/sessions", json={"locale": "zh-CN"}, headers=auth)
         assert r.status_code == 201
         sid = r.json()["id"]

@@ -51,6 +51,8 @@ class SessionInfo:
     last_seq: int
     summary: str
     summary_until: int
+    #: The patient the session acts for (opened with a patient key), if any.
+    patient_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +109,7 @@ def _session_info(row: ChatSession) -> SessionInfo:
         last_seq=row.last_seq,
         summary=row.summary,
         summary_until=row.summary_until,
+        patient_id=row.patient_id,
     )
 
 
@@ -245,8 +248,11 @@ class ChatStore:
 
     # --- API keys -------------------------------------------------------------------------
 
-    async def create_api_key(self, name: str, *, tenant_id: str = "default") -> tuple[str, str]:
-        """A new key; returns ``(key_id, plaintext)``. Only the hash is stored."""
+    async def create_api_key(
+        self, name: str, *, tenant_id: str = "default", patient_id: str | None = None
+    ) -> tuple[str, str]:
+        """A new key; returns ``(key_id, plaintext)``. Only the hash is stored. A key with
+        ``patient_id`` acts for that patient (their records, consent and rewards)."""
         plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
         key_id = new_id()
         row = ApiKey(
@@ -255,6 +261,7 @@ class ChatStore:
             prefix=plaintext[:10],
             key_hash=hash_key(plaintext),
             tenant_id=tenant_id,
+            patient_id=patient_id,
         )
         await self.db.run(lambda s: s.add(row))
         return key_id, plaintext
@@ -270,6 +277,12 @@ class ChatStore:
             return row.id if row is not None and row.revoked_at is None else None
 
         return await self.db.run(lookup)
+
+    async def key_patient(self, key_id: str) -> str | None:
+        """The patient a key acts for (None for tenant and server keys)."""
+        return await self.db.run(
+            lambda s: s.scalar(select(ApiKey.patient_id).where(ApiKey.id == key_id))
+        )
 
     async def key_tenant(self, key_id: str) -> str:
         """The tenant an API key belongs to (what its uploads and sessions are filed under)."""
@@ -312,11 +325,14 @@ class ChatStore:
 
     async def create_session(self, api_key_id: str, *, locale: str, title: str = "") -> SessionInfo:
         def create(s: Session) -> SessionInfo:
-            tenant = s.scalar(select(ApiKey.tenant_id).where(ApiKey.id == api_key_id))
+            key = s.execute(
+                select(ApiKey.tenant_id, ApiKey.patient_id).where(ApiKey.id == api_key_id)
+            ).first()
             row = ChatSession(
                 id=new_id(),
                 api_key_id=api_key_id,
-                tenant_id=tenant or "default",
+                tenant_id=(key.tenant_id if key else None) or "default",
+                patient_id=key.patient_id if key else None,
                 locale=locale,
                 title=title[:200],
                 last_seq=0,

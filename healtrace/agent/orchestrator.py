@@ -247,6 +247,8 @@ class Orchestrator:
         self.audit = audit
         #: Told after each evidence record is written (the anchoring batcher's wake-up).
         self.on_evidence = on_evidence
+        #: Services tools reach through ``ToolContext.stores`` (records, rewards).
+        self.stores: dict[str, Any] = {}
         self._summary_tasks: set[asyncio.Task[None]] = set()
         self._summarising: set[str] = set()
 
@@ -330,11 +332,16 @@ class Orchestrator:
             patient_id=turn.patient_id,
             tenant_id=turn.tenant_id,
             knowledge=self.knowledge,
+            stores=self.stores,
         )
         native = self.model.native_tools
         # Image tools are offered only in turns that carry images: without one there is
         # nothing for them to look at.
         tools = self.tools if turn.image_ids else self.tools.without("images")
+        if turn.patient_id is None:
+            # Record and reward tools act for the signed-in patient; without one they have
+            # nobody to act for.
+            tools = tools.without("records").without("rewards")
         system = self.system_prompt(turn.locale, with_text_tools=not native, tools=tools)
         window = build_context(
             system,
@@ -367,6 +374,7 @@ class Orchestrator:
         tools_ok = 0
         tool_calls_made = 0
         tool_log: list[dict[str, Any]] = []
+        consent_refs: list[str] = []
         executed: set[tuple[str, str]] = set()
         force_answer = False
         try:
@@ -446,7 +454,15 @@ class Orchestrator:
                             snippet=source.snippet,
                         )
                     evidence = self._evidence(
-                        turn, session, writer, system, cited, tool_log, triage, checks
+                        turn,
+                        session,
+                        writer,
+                        system,
+                        cited,
+                        tool_log,
+                        triage,
+                        checks,
+                        consent_refs,
                     )
                     message_id = await writer.flush(
                         "complete", model=self.model.model_id, evidence=evidence
@@ -534,6 +550,7 @@ class Orchestrator:
                         ok=outcome.ok,
                         content=outcome.content,
                     )
+                consent_refs += _consent_refs(outcomes)
                 raised = _tool_triage(outcomes)
                 if raised and triage is not None and self.safety is not None:
                     # A tool found something triage must hear (a critical lab value):
@@ -576,6 +593,7 @@ class Orchestrator:
                     tool_log,
                     triage,
                     [],
+                    consent_refs,
                 )
                 if writer.text
                 else None
@@ -609,6 +627,7 @@ class Orchestrator:
         tool_log: list[dict[str, Any]],
         triage: TriageResult | None,
         checks: list[dict[str, str]],
+        consent_refs: list[str],
     ) -> EvidenceRecord | None:
         """The answer's evidence record (hashes and ids only), or None when it is off."""
         if not self.settings.chain.enabled:
@@ -633,7 +652,8 @@ class Orchestrator:
                 for c in cited
             ],
             tool_calls=tool_log,
-            consent_ref=None,
+            # The audit hashes of the consent decisions behind any record reads.
+            consent_ref=",".join(consent_refs) or None,
             triage_level=triage.level.value if triage is not None else "none",
             output_actions=sorted({c["rule"] for c in checks}),
         )
@@ -845,6 +865,16 @@ class Orchestrator:
         for task in list(self._summary_tasks):
             task.cancel()
         await asyncio.gather(*self._summary_tasks, return_exceptions=True)
+
+
+def _consent_refs(outcomes: list[ToolOutcome]) -> list[str]:
+    """Audit hashes of consent decisions tools made (``data.consent_refs()``)."""
+    refs: list[str] = []
+    for outcome in outcomes:
+        hook = getattr(outcome.data, "consent_refs", None)
+        if outcome.ok and callable(hook):
+            refs.extend(hook())
+    return refs
 
 
 def _tool_triage(outcomes: list[ToolOutcome]) -> list[Any]:

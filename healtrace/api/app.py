@@ -16,7 +16,7 @@ from fastapi.staticfiles import StaticFiles
 from healtrace import __version__
 from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.models.base import ModelBackend
-from healtrace.api import console, evidence, images, labs, rest, speech_api, ws
+from healtrace.api import console, evidence, images, labs, patients, rest, speech_api, ws
 from healtrace.api._http import (
     error_response,
     healtrace_error_handler,
@@ -26,6 +26,8 @@ from healtrace.api._http import (
 from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
 from healtrace.chain.client import RegistryChain
 from healtrace.config import Settings
+from healtrace.records.fhir_store import FhirStore
+from healtrace.records.ledger import ConsentLedger
 from healtrace.errors import HealTraceError
 from healtrace.speech.engines import SpeechEngines
 from healtrace.tools.core import ToolRegistry
@@ -42,9 +44,12 @@ def create_app(
     knowledge: KnowledgeSearch | None = None,
     speech: SpeechEngines | None = None,
     registry: RegistryChain | None = None,
+    consent_ledger: ConsentLedger | None = None,
+    fhir: FhirStore | None = None,
 ) -> FastAPI:
-    """Build the app. ``model``, ``tools``, ``knowledge``, ``speech`` and ``registry`` (the
-    evidence chain) replace the configured ones (tests, embedding)."""
+    """Build the app. ``model``, ``tools``, ``knowledge``, ``speech``, ``registry`` (the
+    evidence chain), ``consent_ledger`` and ``fhir`` replace the configured ones (tests,
+    embedding)."""
     settings = settings or Settings()
 
     @asynccontextmanager
@@ -56,6 +61,8 @@ def create_app(
             knowledge=knowledge,
             speech=speech,
             registry=registry,
+            consent_ledger=consent_ledger,
+            fhir=fhir,
         )
         app.state.services = services
         key = await ensure_dev_key(services)
@@ -105,6 +112,7 @@ def create_app(
     app.include_router(speech_api.router)
     app.include_router(images.router)
     app.include_router(evidence.router)
+    app.include_router(patients.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

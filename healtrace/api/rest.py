@@ -247,6 +247,7 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
         text=body.text.strip() or image_question(locale),
         locale=locale,
         tenant_id=session.tenant_id,
+        patient_id=session.patient_id,
         image_ids=tuple(body.image_ids),
     )
     try:

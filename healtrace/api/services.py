@@ -30,6 +30,9 @@ if TYPE_CHECKING:
     from healtrace.chain.client import RegistryChain
     from healtrace.chain.service import ChainService
     from healtrace.knowledge import KnowledgeBase
+    from healtrace.records.fhir_store import FhirStore
+    from healtrace.records.ledger import ConsentLedger
+    from healtrace.records.service import RecordsService
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +59,16 @@ class Services:
     evidence: EvidenceOutbox
     #: The chain side: node, registry, anchoring batcher (None with HEALTRACE_CHAIN__ENABLED off).
     chain: ChainService | None = None
+    #: Patients, consent and gated record lookups (None with the chain off: no consent,
+    #: no records).
+    records: RecordsService | None = None
     #: The knowledge base the service opened itself (None if disabled or passed in).
     knowledge: KnowledgeBase | None = None
 
     async def aclose(self) -> None:
         await self.runner.aclose()
+        if self.records is not None:
+            await self.records.consent.ledger.aclose()
         if self.chain is not None:
             await self.chain.aclose()
         self.handoffs.close()
@@ -80,6 +88,8 @@ async def build_services(
     knowledge: KnowledgeSearch | None = None,
     speech: SpeechEngines | None = None,
     registry: RegistryChain | None = None,
+    consent_ledger: ConsentLedger | None = None,
+    fhir: FhirStore | None = None,
 ) -> Services:
     """Open the database (migrating it), load tools and the model backends, and start the
     chain side (``registry`` replaces the configured chain: tests, embedding)."""
@@ -117,13 +127,21 @@ async def build_services(
     runner = TurnRunner(orchestrator, hub)
     handoffs.cancel_turn = runner.cancel
     chain = None
-    if settings.chain.enabled and (settings.chain.anchoring or registry is not None):
+    if settings.chain.enabled:
         from healtrace.chain.service import ChainService
 
-        chain = ChainService(settings, db, registry=registry, on_anchored=_announcer(hub))
+        anchor = settings.chain.anchoring or registry is not None
+        chain = ChainService(
+            settings, db, registry=registry, on_anchored=_announcer(hub), anchor=anchor
+        )
         orchestrator.on_evidence = chain.notify
-        await chain.start()
+        if anchor:
+            await chain.start()
+    records = _records(settings, db, audit, chain, consent_ledger, fhir)
+    if records is not None:
+        orchestrator.stores["records"] = records
     return Services(
+        records=records,
         evidence=EvidenceOutbox(db),
         chain=chain,
         knowledge=owned_kb,
@@ -140,6 +158,57 @@ async def build_services(
         handoffs=handoffs,
         safety=safety,
         speech=speech or SpeechEngines(settings.speech, settings.models_dir),
+    )
+
+
+def _records(
+    settings: Settings,
+    db: Database,
+    audit: AuditLog,
+    chain: ChainService | None,
+    ledger: ConsentLedger | None,
+    fhir: FhirStore | None,
+) -> RecordsService | None:
+    """Patients, consent and gated lookups; the consent ledger is the chain's registry
+    (connected on first use) unless one is passed in."""
+    from healtrace.records.consent import ConsentGate, ConsentService
+    from healtrace.records.custody import Custody, load_custody_secret
+    from healtrace.records.fhir_store import open_fhir_store
+    from healtrace.records.ledger import DeferredLedger, Web3ConsentLedger
+    from healtrace.records.patients import PatientStore
+    from healtrace.records.service import RecordsService
+
+    if ledger is None:
+        if chain is None:
+            return None
+        owner = chain
+
+        async def connect() -> ConsentLedger:
+            await owner.start()
+            await owner.wait_ready(timeout_s=owner.config.rpc_timeout_s * 3)
+            assert owner.deployment is not None
+            return Web3ConsentLedger(
+                owner.rpc_url,
+                owner.deployment.consent,
+                owner.signing_key(),
+                chain_id=owner.deployment.chain_id,
+                timeout_s=owner.config.rpc_timeout_s,
+            )
+
+        ledger = DeferredLedger(connect)
+    secret = load_custody_secret(
+        settings.records.custody_secret.get_secret_value(), settings.data_dir / "custody.key"
+    )
+    patients = PatientStore(db, Custody(secret))
+    store = fhir if fhir is not None else open_fhir_store(settings, db)
+    consent = ConsentService(settings, db, patients, ledger, audit, fhir=store)
+    return RecordsService(
+        patients=patients,
+        consent=consent,
+        gate=ConsentGate(ledger),
+        fhir=store,
+        audit=audit,
+        lookup_limit=settings.records.lookup_limit,
     )
 
 

@@ -106,6 +106,7 @@ class VoiceSession:
         tenant_id: str | None,
         locale: str,
         send: Callable[[BaseModel], Awaitable[None]],
+        patient_id: str | None = None,
     ) -> None:
         self.services = services
         self.config = services.settings.speech
@@ -113,6 +114,7 @@ class VoiceSession:
         self.frame = frame
         self.session_id = session_id
         self.tenant_id = tenant_id
+        self.patient_id = patient_id
         self.locale = locale
         self._send = send
         self.language: str | None = None if frame.detect_language else _whisper_lang(locale)
@@ -340,6 +342,7 @@ class VoiceSession:
             text=text[:limit],
             locale=self.locale,
             tenant_id=self.tenant_id,
+            patient_id=self.patient_id,
             client_message_id=utterance,
             voice={
                 "input": "voice",

@@ -73,6 +73,7 @@ class _Connection:
         self.key_id: str | None = None
         self.session_id: str | None = None
         self.tenant_id: str | None = None
+        self.patient_id: str | None = None
         self.forwarder: asyncio.Task[None] | None = None
         self.voice: VoiceSession | None = None
         self._send_lock = asyncio.Lock()
@@ -158,6 +159,7 @@ class _Connection:
             session = await store.create_session(self.key_id, locale=self.locale)
         self.session_id = session.id
         self.tenant_id = session.tenant_id
+        self.patient_id = session.patient_id
         stream = await self.services.hub.subscribe(session.id, after_seq=frame.resume_from_seq)
         complete = stream.complete
         await self.send(
@@ -240,6 +242,7 @@ class _Connection:
             locale=self.locale,
             client_message_id=frame.client_message_id,
             tenant_id=self.tenant_id,
+            patient_id=self.patient_id,
             image_ids=tuple(frame.image_ids),
         )
         try:
@@ -262,6 +265,7 @@ class _Connection:
                     frame,
                     session_id=self.session_id,
                     tenant_id=self.tenant_id,
+                    patient_id=self.patient_id,
                     locale=self.locale,
                     send=self.send,
                 )

@@ -44,6 +44,7 @@ __all__ = [
     "FakeRegistry",
     "RegistryChain",
     "Web3Registry",
+    "send_lock",
 ]
 
 log = logging.getLogger(__name__)
@@ -53,6 +54,19 @@ log = logging.getLogger(__name__)
 ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2ff80"
 
 _NETWORK_ERRORS = (OSError, TimeoutError, aiohttp.ClientError)
+
+_SEND_LOCKS: dict[tuple[int, str, str], asyncio.Lock] = {}
+
+
+def send_lock(rpc_url: str, sender: str) -> asyncio.Lock:
+    """One lock per node and sending account in this process: taking the pending nonce and
+    sending must not interleave, or two transactions (an anchor and a consent grant, say)
+    would get the same nonce and one would be dropped."""
+    key = (id(asyncio.get_running_loop()), rpc_url, sender)
+    lock = _SEND_LOCKS.get(key)
+    if lock is None:
+        lock = _SEND_LOCKS[key] = asyncio.Lock()
+    return lock
 
 
 class ChainUnavailable(HealTraceError):
@@ -210,6 +224,10 @@ class Web3Registry:
         )
 
     async def anchor(self, root: bytes, leaf_count: int, batch_uri: str) -> str:
+        async with send_lock(self.rpc_url, self.sender):
+            return await self._send_anchor(root, leaf_count, batch_uri)
+
+    async def _send_anchor(self, root: bytes, leaf_count: int, batch_uri: str) -> str:
         sender = self._account.address
         nonce = await self._call(
             "eth_getTransactionCount", self._w3.eth.get_transaction_count(sender, "pending")

@@ -40,6 +40,7 @@ class ChainService:
         *,
         registry: RegistryChain | None = None,
         on_anchored: OnAnchored | None = None,
+        anchor: bool = True,
     ) -> None:
         self.settings = settings
         self.config = settings.chain
@@ -48,6 +49,8 @@ class ChainService:
         self.registry = registry
         self.rpc_url = self.config.rpc_url
         self.on_anchored = on_anchored
+        #: Run the anchoring batcher once connected (off: connect for consent and rewards only).
+        self.anchor = anchor
         self.batcher: AnchorBatcher | None = None
         #: Where the contracts are, once connected (records and rewards use it too).
         self.deployment: Deployment | None = None
@@ -80,9 +83,16 @@ class ChainService:
             self._task = asyncio.create_task(self._run(), name="healtrace-chain")
 
     async def wait_ready(self, timeout_s: float = 30.0) -> None:
-        """Wait until the batcher runs (tests, CLI); raise TimeoutError otherwise."""
-        async with asyncio.timeout(timeout_s):
-            await self._ready.wait()
+        """Wait until connected (and the batcher runs); ChainUnavailable after
+        ``timeout_s``, or at once when the chain side gave up (a configuration problem)."""
+        try:
+            async with asyncio.timeout(timeout_s):
+                while not self._ready.is_set():
+                    if self._task is None or self._task.done():
+                        raise ChainUnavailable(self.status or "the chain side is not running")
+                    await asyncio.sleep(0.05)
+        except TimeoutError as exc:
+            raise ChainUnavailable(f"not connected after {timeout_s:.0f} s: {self.status}") from exc
 
     def notify(self) -> None:
         if self.batcher is not None:
@@ -106,10 +116,11 @@ class ChainService:
                 self.status = f"chain not configured: {exc.detail}"
                 log.error("evidence anchoring is off: %s", exc.detail)
                 return
-        self.batcher = AnchorBatcher(
-            self.outbox, self.registry, self.config, on_anchored=self.on_anchored
-        )
-        self.batcher.start()
+        if self.anchor:
+            self.batcher = AnchorBatcher(
+                self.outbox, self.registry, self.config, on_anchored=self.on_anchored
+            )
+            self.batcher.start()
         self.status = ""
         self._ready.set()
 

@@ -9,9 +9,11 @@ from healtrace.storage.models import (
     ChatSession,
     Clinician,
     ClinicianLogin,
+    ConsentGrant,
     EvidenceRow,
     Handoff,
     Message,
+    Patient,
 )
 
 __all__ = [
@@ -22,8 +24,10 @@ __all__ = [
     "ChatSession",
     "Clinician",
     "ClinicianLogin",
+    "ConsentGrant",
     "Database",
     "EvidenceRow",
     "Handoff",
     "Message",
+    "Patient",
 ]

@@ -38,6 +38,8 @@ class ApiKey(Base):
     tenant_id: Mapped[str] = mapped_column(String(64), default="default", index=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    #: A patient key: sessions opened with it act for this patient (records, rewards).
+    patient_id: Mapped[str | None] = mapped_column(String(32), nullable=True, default=None)
 
 
 class ChatSession(Base):
@@ -52,6 +54,8 @@ class ChatSession(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    #: The patient the session acts for (from a patient key), if any.
+    patient_id: Mapped[str | None] = mapped_column(String(32), nullable=True, default=None)
     #: Highest event sequence number handed out, so numbering continues after a restart.
     last_seq: Mapped[int] = mapped_column(Integer, default=0)
     #: Model-written summary of the turns older than ``summary_until`` (a message position).
@@ -160,6 +164,9 @@ class AuditEntry(Base):
     action: Mapped[str] = mapped_column(String(64))
     session_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The patient an entry is about (also inside ``details``, which the hash covers), so a
+    #: patient's own access log is one indexed query.
+    patient_id: Mapped[str | None] = mapped_column(String(32), nullable=True, index=True)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
 
@@ -214,3 +221,41 @@ class AnchorBatch(Base):
     last_error: Mapped[str] = mapped_column(String(300), default="")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     anchored_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class Patient(Base):
+    """A patient known to a tenant: their FHIR id and the address that signs their consent."""
+
+    __tablename__ = "patients"
+    __table_args__ = (
+        Index("ix_patients_tenant_fhir", "tenant_id", "fhir_patient_id", unique=True),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    fhir_patient_id: Mapped[str] = mapped_column(String(64))
+    address: Mapped[str] = mapped_column(String(42), index=True)
+    #: The custodial key as an encrypted keystore; None when the patient brings a wallet.
+    sealed_key: Mapped[str | None] = mapped_column(Text, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ConsentGrant(Base):
+    """A mirror of a grant in the ConsentRegistry, for listing; the chain decides access."""
+
+    __tablename__ = "consent_grants"
+
+    grant_id: Mapped[str] = mapped_column(String(66), primary_key=True)
+    tenant_id: Mapped[str] = mapped_column(String(64))
+    patient_id: Mapped[str] = mapped_column(ForeignKey("patients.id"), index=True)
+    grantee: Mapped[str] = mapped_column(String(42))
+    #: assistant | clinician:<id> | patient
+    grantee_label: Mapped[str] = mapped_column(String(100))
+    scope: Mapped[str] = mapped_column(String(200))
+    expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    #: active | revoked
+    status: Mapped[str] = mapped_column(String(16), default="active")
+    tx_hash: Mapped[str] = mapped_column(String(66))
+    revoked_tx_hash: Mapped[str | None] = mapped_column(String(66), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
