@@ -30,7 +30,7 @@ def test_page_script_parses(tmp_path: Path, page: Path) -> None:
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
-@pytest.mark.parametrize("name", ["voice.js", "voice-worklet.js"])
+@pytest.mark.parametrize("name", ["voice.js", "voice-worklet.js", "consent.js"])
 def test_voice_scripts_parse(name: str) -> None:
     result = subprocess.run(["node", "--check", str(STATIC / name)], capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
