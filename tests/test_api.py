@@ -260,6 +260,7 @@ async def test_rest_flow(server: LiveServer, key: str) -> None:
             "body_mass_index",
             "interpret_labs",
             "lookup_records",
+            "reward",
         ]
         r = await http.post("/v1/sessions", json={"locale": "zh-CN"}, headers=auth)
         assert r.status_code == 201

@@ -11,7 +11,8 @@ from typing import Any
 
 import pytest
 from eth_account import Account
-from hypothesis import HealthCheck, given, settings as hsettings
+from hypothesis import HealthCheck, given
+from hypothesis import settings as hsettings
 from hypothesis import strategies as st
 
 from healtrace.audit import AuditLog

@@ -16,7 +16,17 @@ from fastapi.staticfiles import StaticFiles
 from healtrace import __version__
 from healtrace.agent.citations import KnowledgeSearch
 from healtrace.agent.models.base import ModelBackend
-from healtrace.api import console, evidence, images, labs, patients, rest, speech_api, ws
+from healtrace.api import (
+    console,
+    evidence,
+    images,
+    labs,
+    patients,
+    rest,
+    rewards,
+    speech_api,
+    ws,
+)
 from healtrace.api._http import (
     error_response,
     healtrace_error_handler,
@@ -26,9 +36,10 @@ from healtrace.api._http import (
 from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
 from healtrace.chain.client import RegistryChain
 from healtrace.config import Settings
+from healtrace.errors import HealTraceError
 from healtrace.records.fhir_store import FhirStore
 from healtrace.records.ledger import ConsentLedger
-from healtrace.errors import HealTraceError
+from healtrace.rewards.minter import TokenMinter
 from healtrace.speech.engines import SpeechEngines
 from healtrace.tools.core import ToolRegistry
 
@@ -46,6 +57,7 @@ def create_app(
     registry: RegistryChain | None = None,
     consent_ledger: ConsentLedger | None = None,
     fhir: FhirStore | None = None,
+    minter: TokenMinter | None = None,
 ) -> FastAPI:
     """Build the app. ``model``, ``tools``, ``knowledge``, ``speech``, ``registry`` (the
     evidence chain), ``consent_ledger`` and ``fhir`` replace the configured ones (tests,
@@ -63,8 +75,10 @@ def create_app(
             registry=registry,
             consent_ledger=consent_ledger,
             fhir=fhir,
+            minter=minter,
         )
         app.state.services = services
+        app.state.rewards = services.rewards
         key = await ensure_dev_key(services)
         if key:
             url = f"http://{settings.host}:{settings.port}/#key={key}"
@@ -113,6 +127,7 @@ def create_app(
     app.include_router(images.router)
     app.include_router(evidence.router)
     app.include_router(patients.router)
+    app.include_router(rewards.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -33,6 +33,8 @@ if TYPE_CHECKING:
     from healtrace.records.fhir_store import FhirStore
     from healtrace.records.ledger import ConsentLedger
     from healtrace.records.service import RecordsService
+    from healtrace.rewards.minter import TokenMinter
+    from healtrace.rewards.service import RewardsService
 
 log = logging.getLogger(__name__)
 
@@ -62,11 +64,17 @@ class Services:
     #: Patients, consent and gated record lookups (None with the chain off: no consent,
     #: no records).
     records: RecordsService | None = None
+    #: Health-behaviour rewards (None with HEALTRACE_REWARDS__ENABLED off).
+    rewards: RewardsService | None = None
     #: The knowledge base the service opened itself (None if disabled or passed in).
     knowledge: KnowledgeBase | None = None
 
     async def aclose(self) -> None:
         await self.runner.aclose()
+        if self.rewards is not None:
+            await self.rewards.aclose()
+            if self.rewards.minter is not None:
+                await self.rewards.minter.aclose()
         if self.records is not None:
             await self.records.consent.ledger.aclose()
         if self.chain is not None:
@@ -90,6 +98,7 @@ async def build_services(
     registry: RegistryChain | None = None,
     consent_ledger: ConsentLedger | None = None,
     fhir: FhirStore | None = None,
+    minter: TokenMinter | None = None,
 ) -> Services:
     """Open the database (migrating it), load tools and the model backends, and start the
     chain side (``registry`` replaces the configured chain: tests, embedding)."""
@@ -140,8 +149,13 @@ async def build_services(
     records = _records(settings, db, audit, chain, consent_ledger, fhir)
     if records is not None:
         orchestrator.stores["records"] = records
+    rewards = _rewards(settings, db, chain, records, minter)
+    if rewards is not None:
+        orchestrator.stores["rewards"] = rewards
+        rewards.start()
     return Services(
         records=records,
+        rewards=rewards,
         evidence=EvidenceOutbox(db),
         chain=chain,
         knowledge=owned_kb,
@@ -210,6 +224,40 @@ def _records(
         audit=audit,
         lookup_limit=settings.records.lookup_limit,
     )
+
+
+def _rewards(
+    settings: Settings,
+    db: Database,
+    chain: ChainService | None,
+    records: RecordsService | None,
+    minter: TokenMinter | None,
+) -> RewardsService | None:
+    """The rule engine and ledger; awards are minted to patients' addresses on the chain's
+    HealthToken (connected when the first batch is due) unless a minter is passed in."""
+    from healtrace.rewards.minter import DeferredMinter, Web3TokenMinter
+    from healtrace.rewards.service import RewardsService
+
+    if not settings.rewards.enabled:
+        return None
+    if minter is None and chain is not None:
+        owner = chain
+
+        async def connect() -> TokenMinter:
+            await owner.start()
+            await owner.wait_ready(timeout_s=owner.config.rpc_timeout_s * 3)
+            assert owner.deployment is not None
+            return Web3TokenMinter(
+                owner.rpc_url,
+                owner.deployment.token,
+                owner.signing_key(),
+                timeout_s=owner.config.rpc_timeout_s,
+                receipt_timeout_s=owner.config.receipt_timeout_s,
+            )
+
+        minter = DeferredMinter(connect)
+    addresses = records.patients if records is not None else None
+    return RewardsService(settings, db, minter, addresses)
 
 
 def _announcer(hub: EventHub) -> Callable[[Sequence[AnchoredRecord]], Awaitable[None]]:

@@ -132,5 +132,9 @@ class PatientStore:
         return sealed
 
     async def address_of(self, tenant_id: str, patient_id: str) -> str:
-        """Where the patient's tokens go (the rewards minter asks this)."""
-        return (await self.get(tenant_id, patient_id)).address
+        """Where the patient's tokens go (the rewards minter asks this); LookupError for a
+        patient not registered here (their awards wait)."""
+        try:
+            return (await self.get(tenant_id, patient_id)).address
+        except NotFoundError as exc:
+            raise LookupError(f"no patient {patient_id} in {tenant_id}") from exc

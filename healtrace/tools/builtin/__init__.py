@@ -5,8 +5,9 @@ from healtrace.tools.builtin.images import analyze_image
 from healtrace.tools.builtin.knowledge import search_knowledge
 from healtrace.tools.builtin.labs import interpret_labs
 from healtrace.tools.builtin.records import lookup_records
+from healtrace.tools.builtin.rewards import reward
 
-TOOLS = [body_mass_index, search_knowledge, interpret_labs, analyze_image, lookup_records]
+TOOLS = [body_mass_index, search_knowledge, interpret_labs, analyze_image, lookup_records, reward]
 
 __all__ = [
     "TOOLS",
@@ -14,5 +15,6 @@ __all__ = [
     "body_mass_index",
     "interpret_labs",
     "lookup_records",
+    "reward",
     "search_knowledge",
 ]
