@@ -4,7 +4,9 @@ signatures refused by the contract, and the service wired to the chain end to en
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -130,3 +132,48 @@ async def test_the_service_grants_through_the_chain_it_started(
             assert grant.status_code == 201, grant.text
             listed = (await http.get("/v1/me/consents", headers=me)).json()["grants"]
             assert listed[0]["status"] == "active" and listed[0]["tx_hash"].startswith("0x")
+
+
+async def test_a_patients_rewards_are_minted_to_their_address_by_the_service(
+    anvil: AnvilNode, settings: Settings
+) -> None:
+    from healtrace.rewards.config import RewardsConfig
+
+    chain = ChainConfig(rpc_url=anvil.url, private_key=ANVIL_DEV_KEY, anchoring=True)  # type: ignore[arg-type]
+    rewards = RewardsConfig(mint_batch_size=2, mint_interval_s=0.2)
+    settings = settings.model_copy(update={"chain": chain, "rewards": rewards})
+    app = create_app(settings, model=DemoModel(tool_rounds=0))
+    async with LiveServer(app) as live:
+        services: Any = app.state.services
+        _kid, tenant_key = await services.store.create_api_key("backend", tenant_id="clinic")
+        async with httpx.AsyncClient(base_url=live.http, timeout=30) as http:
+            made = (
+                await http.post(
+                    "/v1/patients",
+                    json={"fhir_patient_id": "pat-a"},
+                    headers={"Authorization": f"Bearer {tenant_key}"},
+                )
+            ).json()
+            me = {"Authorization": f"Bearer {made['api_key']}"}
+            claims = [
+                {
+                    "event_id": f"e{i}",
+                    "type": "daily_checkin",
+                    # Today and yesterday: one check-in a day pays.
+                    "occurred_at": (datetime.now(UTC) - timedelta(days=i)).isoformat(),
+                    "payload": {},
+                }
+                for i in range(2)
+            ]
+            for claim in [*claims, claims[0]]:  # the repeat pays nothing more
+                got = await http.post("/v1/rewards/events", json=claim, headers=me)
+                assert got.status_code == 200, got.text
+            for _ in range(300):
+                balance = (await http.get("/v1/rewards/balance", headers=me)).json()
+                if balance["minted"] == balance["awarded"] != "0":
+                    break
+                await asyncio.sleep(0.1)
+        assert balance["awarded"] == balance["minted"], balance
+        minter = services.rewards.minter
+        on_chain = await minter.balance_of(made["address"])
+        assert on_chain == 2 * 10**18  # two check-ins of 1 HEAL, minted once
