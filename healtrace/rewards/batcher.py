@@ -135,11 +135,15 @@ class MintBatcher:
 
         ``force`` mints whatever waits, due or not (tests, an operator's flush).
         """
+        unfinished = await self.ledger.unfinished()
+        if not unfinished and not await self._due(force):
+            # Nothing to mint: do not reach for the chain (an idle service never starts it).
+            return 0
         if not self._connected:
             await self.minter.connect()
             self._connected = True
         minted = 0
-        for batch in await self.ledger.unfinished():
+        for batch in unfinished:
             await self._mint(batch)
             minted += 1
         while await self._due(force):
