@@ -172,12 +172,44 @@ def keys_create(
     tenant: Annotated[str, typer.Option(help="The tenant (hospital) the key belongs to")] = (
         "default"
     ),
+    publishable: Annotated[
+        bool,
+        typer.Option(
+            "--publishable",
+            help="A website key for the chat widget: usable only from --origin pages, only to chat",
+        ),
+    ] = False,
+    origin: Annotated[
+        list[str] | None,
+        typer.Option("--origin", help="A site the publishable key may be used from (repeatable)"),
+    ] = None,
 ) -> None:
     """Create an API key and print it once (only its hash is stored)."""
-    from healtrace.agent.memory import ChatStore
+    from healtrace.agent.memory import ChatStore, normalize_origin
+
+    origins = origin or []
+    if publishable and not origins:
+        raise typer.BadParameter(
+            "a publishable key needs at least one --origin, e.g. https://hospital.example",
+            param_hint="--origin",
+        )
+    if origins and not publishable:
+        raise typer.BadParameter(
+            "only --publishable keys are bound to origins", param_hint="--origin"
+        )
+    for value in origins:
+        try:
+            normalize_origin(value)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--origin") from exc
 
     async def create(db: Database) -> str:
-        _key_id, plaintext = await ChatStore(db).create_api_key(name, tenant_id=tenant)
+        _key_id, plaintext = await ChatStore(db).create_api_key(
+            name,
+            tenant_id=tenant,
+            kind="publishable" if publishable else "secret",
+            allowed_origins=origins or None,
+        )
         return plaintext
 
     typer.echo(_with_db(create))

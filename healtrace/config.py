@@ -17,6 +17,7 @@ from healtrace.knowledge.config import KnowledgeConfig
 from healtrace.records.config import RecordsConfig
 from healtrace.records.fhir_config import FhirConfig
 from healtrace.rewards.config import RewardsConfig
+from healtrace.wechat.config import WechatConfig
 
 Locale = Literal["en", "zh-CN"]
 
@@ -255,6 +256,7 @@ class Settings(BaseSettings):
     records: RecordsConfig = Field(default_factory=RecordsConfig)
     fhir: FhirConfig = Field(default_factory=FhirConfig)
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
+    wechat: WechatConfig = Field(default_factory=WechatConfig)
     #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
     retrieval_k: int = 3
     max_tool_rounds: int = 4
@@ -269,6 +271,12 @@ class Settings(BaseSettings):
     hello_timeout_s: float = 10.0
     #: Events kept per session for clients that reconnect and resume.
     replay_buffer_events: int = 4096
+    #: Messages and requests a publishable (website) key may make per minute, all its users
+    #: together (a token bucket; bursts up to this many). 0: no limit.
+    rate_limit_per_key_per_min: int = Field(default=600, ge=0)
+    #: The same per end user of a publishable key (the widget's anonymous ``end_user`` id,
+    #: else the client's address). 0: no limit.
+    rate_limit_per_user_per_min: int = Field(default=20, ge=0)
     log_level: str = "info"
 
     @field_validator("llm_backends")

@@ -434,6 +434,105 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "No patient is signed in to this conversation, so there are no records to read.",
         "本次对话未关联患者身份，无法读取病历记录。",
     ),
+    "key_origin_forbidden": (
+        "This key may not be used from this website. The site's owner must add its address "
+        "to the key's allowed origins (healtrace keys create --publishable --origin …).",
+        "此密钥不能在本网站使用。网站管理者需要把本站地址加入该密钥允许的来源"
+        "（healtrace keys create --publishable --origin …）。",
+    ),
+    "key_scope_forbidden": (
+        "A publishable (website) key can only be used to chat. Use a secret key on your "
+        "server for this.",
+        "可公开的网站密钥只能用于对话。此操作请在服务器端使用私密密钥。",
+    ),
+    "rate_limited": (
+        "Too many messages in a short time. Please wait {retry_after} seconds and try again.",
+        "短时间内消息过多。请等待 {retry_after} 秒后再试。",
+    ),
+    # OpenAI-compatible /v1/chat/completions (healtrace/api/openai_compat.py).
+    "chat_request_invalid": (
+        "That chat completion request is not valid: {detail}",
+        "该对话补全请求无效：{detail}",
+    ),
+    "chat_messages_empty": (
+        "The request has no messages. Send the conversation in 'messages', the user's "
+        "question last.",
+        "请求中没有消息。请在 messages 中发送对话，并把用户的问题放在最后。",
+    ),
+    "chat_last_message_not_user": (
+        "The last message is from '{role}', not from the user. HealTrace answers the "
+        "conversation's last user message: put it last.",
+        "最后一条消息来自“{role}”而不是用户。HealTrace 回答对话中最后一条用户消息，"
+        "请把它放在最后。",
+    ),
+    "chat_content_unsupported": (
+        "Content of type '{kind}' is not supported here; send text. To ask about a photo, "
+        "upload it with POST /v1/images and use the session API (docs/protocol.md).",
+        "此处不支持“{kind}”类型的内容，请发送文字。如需咨询照片，请用 POST /v1/images 上传，"
+        "并使用会话接口（见 docs/protocol.md）。",
+    ),
+    "model_not_found": (
+        "There is no model '{model}' here. Use the model 'healtrace'.",
+        "这里没有名为“{model}”的模型。请使用模型“healtrace”。",
+    ),
+    "request_too_large": (
+        "That request is too large ({size} bytes; the limit is {limit}). Start a new "
+        "conversation or send less history.",
+        "请求过大（{size} 字节，上限为 {limit}）。请新建对话或减少发送的历史消息。",
+    ),
+    # WeChat Official Account / WeCom channel (healtrace/api/wechat.py, docs/wechat.md).
+    "wechat_disabled": (
+        "The WeChat channel is not enabled on this server (HEALTRACE_WECHAT__ENABLED).",
+        "本服务未启用微信渠道（HEALTRACE_WECHAT__ENABLED）。",
+    ),
+    "wechat_signature_invalid": (
+        "The WeChat signature does not match. Check that HEALTRACE_WECHAT__TOKEN (and the "
+        "EncodingAESKey) are the ones configured in WeChat.",
+        "微信签名校验失败。请确认 HEALTRACE_WECHAT__TOKEN（及 EncodingAESKey）与微信后台配置一致。",
+    ),
+    "wechat_xml_invalid": (
+        "That is not a WeChat message this server accepts (malformed XML, or a DTD).",
+        "这不是本服务可接受的微信消息（XML 格式错误或含有 DTD）。",
+    ),
+    "wechat_body_too_large": (
+        "That WeChat callback is too large (the limit is HEALTRACE_WECHAT__MAX_BODY_BYTES).",
+        "微信回调内容过大（上限为 HEALTRACE_WECHAT__MAX_BODY_BYTES）。",
+    ),
+    "wechat_welcome": (
+        "Welcome to HealTrace, your health assistant. Send a question by text or voice, or a "
+        "photo (a lab report, a tongue picture). I am not a doctor: in an emergency call your "
+        "local emergency number.",
+        "欢迎使用 HealTrace 健康助手。您可以用文字或语音提问，也可以发送照片（化验单、舌象照片）。"
+        "我不是医生：如遇紧急情况，请立即拨打 120。",
+    ),
+    "wechat_consent_help": (
+        "Your records are read only with your consent. Ask me, for example, 'may you read my "
+        "lab results?' and I will explain what you can grant; you can revoke it at any time.",
+        "只有在您授权后我才会读取您的病历记录。您可以问我，例如“你可以查看我的化验结果吗？”，"
+        "我会说明可以授予哪些权限；授权可随时撤销。",
+    ),
+    "wechat_rewards_help": (
+        "You earn HEAL points for healthy habits (for example daily steps or a check-up). Tell "
+        "me what you did, for example 'I walked 8000 steps today', and I will record it.",
+        "保持健康习惯（例如每日步数、按时体检）即可获得 HEAL 积分。告诉我您做了什么，例如"
+        "“我今天走了 8000 步”，我会为您记录。",
+    ),
+    "wechat_unsupported": (
+        "Sorry, I cannot read {kind} messages yet. Please send text, a voice message or a photo.",
+        "抱歉，暂时无法处理此类消息（{kind}）。请发送文字、语音或图片。",
+    ),
+    "wechat_voice_unheard": (
+        "I could not make out your voice message. Please speak again a little closer, or type.",
+        "没有听清您的语音。请靠近一些再说一遍，或直接输入文字。",
+    ),
+    "wechat_media_failed": (
+        "I could not fetch your file from WeChat. Please send it again.",
+        "无法从微信获取您发送的文件，请重新发送。",
+    ),
+    "wechat_api_error": (
+        "WeChat's message service could not be reached. Please try again later.",
+        "暂时无法连接微信消息服务，请稍后再试。",
+    ),
     "internal_error": (
         "Something went wrong on our side. Your message was saved; please try again.",
         "服务器出现问题。您的消息已保存，请重试。",

@@ -29,6 +29,7 @@ from healtrace.storage.models import utcnow
 MessageStatus = Literal["complete", "streaming", "cancelled", "error", "interrupted"]
 Role = Literal["user", "assistant", "tool", "clinician"]
 KEY_PREFIX = "ht_"
+KeyKind = Literal["secret", "publishable"]
 
 
 def new_id() -> str:
@@ -37,6 +38,26 @@ def new_id() -> str:
 
 def hash_key(plaintext: str) -> str:
     return hashlib.sha256(plaintext.encode("utf-8")).hexdigest()
+
+
+def normalize_origin(origin: str) -> str:
+    """``scheme://host[:port]`` as browsers send it in ``Origin`` (no path, no trailing slash)."""
+    value = origin.strip().rstrip("/")
+    scheme, sep, rest = value.partition("://")
+    if not sep or scheme.lower() not in ("http", "https") or not rest or "/" in rest:
+        raise ValueError(f"not an origin (scheme://host[:port]): {origin!r}")
+    return f"{scheme.lower()}://{rest.lower()}"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyInfo:
+    """What the service needs to know about a presented API key."""
+
+    id: str
+    kind: KeyKind
+    tenant_id: str
+    #: A publishable key's origins (empty for secret keys).
+    allowed_origins: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -249,11 +270,30 @@ class ChatStore:
     # --- API keys -------------------------------------------------------------------------
 
     async def create_api_key(
-        self, name: str, *, tenant_id: str = "default", patient_id: str | None = None
+        self,
+        name: str,
+        *,
+        tenant_id: str = "default",
+        patient_id: str | None = None,
+        kind: KeyKind = "secret",
+        allowed_origins: Sequence[str] | None = None,
     ) -> tuple[str, str]:
         """A new key; returns ``(key_id, plaintext)``. Only the hash is stored. A key with
-        ``patient_id`` acts for that patient (their records, consent and rewards)."""
-        plaintext = KEY_PREFIX + secrets.token_urlsafe(32)
+        ``patient_id`` acts for that patient (their records, consent and rewards). A
+        ``publishable`` key lives in web pages: it is accepted only from ``allowed_origins``
+        (at least one, exact ``scheme://host[:port]``) and only for chatting."""
+        origins: list[str] | None = None
+        if kind == "publishable":
+            origins = [normalize_origin(o) for o in allowed_origins or ()]
+            if not origins:
+                raise ValueError("a publishable key needs at least one allowed origin")
+            if patient_id is not None:
+                raise ValueError("a publishable key cannot act for a patient")
+        elif allowed_origins:
+            raise ValueError("only publishable keys are bound to origins")
+        # "ht_pk_…" tells a reader at a glance that a key is meant to be public.
+        marker = "pk_" if kind == "publishable" else ""
+        plaintext = KEY_PREFIX + marker + secrets.token_urlsafe(32)
         key_id = new_id()
         row = ApiKey(
             id=key_id,
@@ -262,9 +302,44 @@ class ChatStore:
             key_hash=hash_key(plaintext),
             tenant_id=tenant_id,
             patient_id=patient_id,
+            kind=kind,
+            allowed_origins=origins,
         )
         await self.db.run(lambda s: s.add(row))
         return key_id, plaintext
+
+    async def lookup_api_key(self, plaintext: str) -> KeyInfo | None:
+        """The live key ``plaintext`` names, with its kind and origins, else None."""
+        if not plaintext.startswith(KEY_PREFIX) or len(plaintext) > 200:
+            return None
+        digest = hash_key(plaintext)
+
+        def lookup(s: Session) -> KeyInfo | None:
+            row = s.scalar(select(ApiKey).where(ApiKey.key_hash == digest))
+            if row is None or row.revoked_at is not None:
+                return None
+            kind: KeyKind = "publishable" if row.kind == "publishable" else "secret"
+            return KeyInfo(
+                id=row.id,
+                kind=kind,
+                tenant_id=row.tenant_id,
+                allowed_origins=tuple(row.allowed_origins or ()),
+            )
+
+        return await self.db.run(lookup)
+
+    async def publishable_origins(self) -> frozenset[str]:
+        """Every origin some live publishable key is bound to (widgets may connect from them)."""
+
+        def query(s: Session) -> frozenset[str]:
+            rows = s.scalars(
+                select(ApiKey.allowed_origins).where(
+                    ApiKey.kind == "publishable", ApiKey.revoked_at.is_(None)
+                )
+            )
+            return frozenset(o for origins in rows for o in origins or ())
+
+        return await self.db.run(query)
 
     async def verify_api_key(self, plaintext: str) -> str | None:
         """The key's id if ``plaintext`` is a live key, else None."""

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
-from fastapi import Depends, Header, Request
+from fastapi import Depends, Header, Request, Response
 from fastapi.responses import JSONResponse
 
+from healtrace.agent.memory import KeyInfo
+from healtrace.api.ratelimit import RateLimited, limiter_of
 from healtrace.api.services import Services
 from healtrace.errors import AuthError, HealTraceError, localized
 
@@ -50,19 +53,88 @@ def bearer_token(authorization: str | None, x_api_key: str | None) -> str | None
     return None
 
 
+#: What a publishable (website) key may do over REST besides the chat WebSocket: upload a
+#: photo and read back a conversation whose id it knows. Listing sessions is not among them:
+#: every visitor of a site shares the key, so a list would show them each other's chats.
+PUBLISHABLE_ROUTES = frozenset(
+    {
+        ("POST", "/v1/images"),
+        ("GET", "/v1/sessions/{session_id}"),
+        ("GET", "/v1/sessions/{session_id}/messages"),
+    }
+)
+_END_USER = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+def same_origin(origin: str | None, host: str | None) -> bool:
+    """The page was served by this service (the widget's iframe, the chat page)."""
+    if not origin or not host:
+        return False
+    return origin.partition("://")[2].rstrip("/").lower() == host.strip().lower()
+
+
+def key_origin_ok(key: KeyInfo, origin: str | None, host: str | None, allowed: list[str]) -> bool:
+    """Whether ``key`` may be used from a page on ``origin``. A publishable key needs one of
+    its own origins (exact match) or this service's own pages; it is refused without an
+    Origin, since it lives in browsers. A secret key keeps the global rule."""
+    if key.kind == "secret":
+        return origin_allowed(origin, allowed)
+    if origin is None:
+        return False
+    return origin in key.allowed_origins or same_origin(origin, host)
+
+
+def end_user_of(value: str | None, client_host: str | None) -> str | None:
+    """The widget's anonymous visitor id, else the client's address (for per-user limits)."""
+    if value and _END_USER.match(value):
+        return value
+    return f"ip:{client_host}" if client_host else None
+
+
 async def require_key(
     request: Request,
+    response: Response,
     authorization: Annotated[str | None, Header()] = None,
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> str:
-    """The caller's API key id (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``)."""
+    """The caller's API key id (``Authorization: Bearer KEY`` or ``X-API-Key: KEY``).
+
+    A publishable key may also come as ``?key=`` (with ``&end_user=``): the widget sends only
+    requests browsers do not preflight, since the static CORS layer refuses preflights from
+    origins it was not configured with. It must come from one of its origins
+    (``key_origin_forbidden``), only to :data:`PUBLISHABLE_ROUTES` (``key_scope_forbidden``),
+    within its rate limits (``rate_limited``); its origin then gets CORS headers."""
     token = bearer_token(authorization, x_api_key)
+    from_query = False
+    if not token:
+        token = request.query_params.get("key")
+        from_query = token is not None
     if not token:
         raise AuthError("no API key", code="auth_required")
-    key_id = await services_of(request).store.verify_api_key(token)
-    if key_id is None:
+    key = await services_of(request).store.lookup_api_key(token)
+    if key is None or (from_query and key.kind != "publishable"):
+        # A secret key in a URL would end up in logs and histories: refused like a bad key.
         raise AuthError("invalid API key", code="auth_invalid")
-    return key_id
+    if key.kind == "secret":
+        return key.id
+    origin = request.headers.get("origin")
+    if not key_origin_ok(key, origin, request.headers.get("host"), []):
+        raise AuthError("origin not allowed for this key", code="key_origin_forbidden")
+    assert origin is not None
+    # The page is the key's own: let it read the answer, errors included.
+    request.state.cors_origin = origin
+    response.headers["Access-Control-Allow-Origin"] = origin
+    response.headers["Vary"] = "Origin"
+    route = request.scope.get("route")
+    if (request.method, getattr(route, "path", request.url.path)) not in PUBLISHABLE_ROUTES:
+        raise AuthError("publishable keys may only chat", code="key_scope_forbidden")
+    client = request.client.host if request.client else None
+    wait = limiter_of(request.app).check(
+        key.id, end_user_of(request.query_params.get("end_user"), client)
+    )
+    if wait:
+        raise RateLimited(retry_after=wait)
+    return key.id
 
 
 KeyId = Annotated[str, Depends(require_key)]
@@ -78,6 +150,9 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
 STATUS_FOR_CODE = {
     "auth_required": 401,
     "auth_invalid": 401,
+    "key_origin_forbidden": 403,
+    "key_scope_forbidden": 403,
+    "rate_limited": 429,
     "login_failed": 401,
     "console_login_required": 401,
     "handoff_not_found": 404,
@@ -149,7 +224,15 @@ def error_response(
 async def healtrace_error_handler(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, HealTraceError)
     locale = request_locale(request)
-    return error_response(exc.code, locale, message=exc.message(locale))
+    response = error_response(exc.code, locale, message=exc.message(locale))
+    # A publishable key's page (see require_key) may read why its request failed.
+    cors_origin = getattr(request.state, "cors_origin", None)
+    if cors_origin:
+        response.headers["Access-Control-Allow-Origin"] = cors_origin
+        response.headers["Vary"] = "Origin"
+    if exc.code == "rate_limited":
+        response.headers["Retry-After"] = str(exc.params.get("retry_after", 1))
+    return response
 
 
 def _upload_limit(request: Request) -> tuple[str, int] | None:

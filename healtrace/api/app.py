@@ -21,10 +21,13 @@ from healtrace.api import (
     evidence,
     images,
     labs,
+    openai_compat,
     patients,
     rest,
     rewards,
     speech_api,
+    wechat,
+    widget,
     ws,
 )
 from healtrace.api._http import (
@@ -128,6 +131,9 @@ def create_app(
     app.include_router(evidence.router)
     app.include_router(patients.router)
     app.include_router(rewards.router)
+    app.include_router(widget.router)
+    app.include_router(wechat.router)
+    app.include_router(openai_compat.router)
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)

@@ -32,6 +32,8 @@ class Hello(_Frame):
     locale: Literal["en", "zh-CN"] | None = None
     #: Replay every event after this sequence number before going live.
     resume_from_seq: int | None = Field(default=None, ge=0)
+    #: An anonymous id of the person using a website widget (rate limits per end user).
+    end_user: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class UserMessage(_Frame):

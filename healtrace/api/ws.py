@@ -19,7 +19,14 @@ from pydantic import BaseModel, ValidationError
 from healtrace.agent.events import ErrorEvent
 from healtrace.agent.orchestrator import UserTurn
 from healtrace.agent.sessions import Subscription
-from healtrace.api._http import bearer_token, origin_allowed, pick_locale
+from healtrace.api._http import (
+    bearer_token,
+    end_user_of,
+    key_origin_ok,
+    origin_allowed,
+    pick_locale,
+    same_origin,
+)
 from healtrace.api.protocol import (
     CLIENT_FRAME,
     CLIENT_TYPES,
@@ -41,6 +48,7 @@ from healtrace.api.protocol import (
     Resume,
     UserMessage,
 )
+from healtrace.api.ratelimit import limiter_of
 from healtrace.api.services import Services
 from healtrace.api.voice import VoiceSession
 from healtrace.errors import ConflictError, HealTraceError, InputError, NotFoundError, localized
@@ -71,6 +79,9 @@ class _Connection:
         self.settings = services.settings
         self.locale = pick_locale(ws.headers.get("accept-language"), self.settings.default_locale)
         self.key_id: str | None = None
+        #: A publishable key's visitor (rate limits); None for secret keys, which are not limited.
+        self.end_user: str | None = None
+        self.publishable = False
         self.session_id: str | None = None
         self.tenant_id: str | None = None
         self.patient_id: str | None = None
@@ -140,11 +151,23 @@ class _Connection:
             await self.send(_error("auth_required", self.locale))
             await self.ws.close(CLOSE_AUTH)
             return False
-        self.key_id = await self.services.store.verify_api_key(token)
-        if self.key_id is None:
+        key = await self.services.store.lookup_api_key(token)
+        if key is None:
             await self.send(_error("auth_invalid", self.locale))
             await self.ws.close(CLOSE_AUTH)
             return False
+        headers = self.ws.headers
+        if not key_origin_ok(
+            key, headers.get("origin"), headers.get("host"), self.settings.resolved_origins
+        ):
+            await self.send(_error("key_origin_forbidden", self.locale))
+            await self.ws.close(CLOSE_ORIGIN)
+            return False
+        self.key_id = key.id
+        if key.kind == "publishable":
+            self.publishable = True
+            client = self.ws.client.host if self.ws.client else None
+            self.end_user = end_user_of(frame.end_user, client)
         store = self.services.store
         if frame.session_id:
             try:
@@ -236,6 +259,16 @@ class _Connection:
         if not text.strip() and not frame.image_ids:
             await self.send(_error("empty_message", self.locale))
             return
+        if self.publishable:
+            assert self.key_id is not None
+            wait = limiter_of(self.ws.app).check(self.key_id, self.end_user)
+            if wait:
+                await self.send(
+                    _error("rate_limited", self.locale, retry_after=wait).model_copy(
+                        update={"retryable": True}
+                    )
+                )
+                return
         turn = UserTurn(
             session_id=self.session_id,
             text=text.strip() or image_question(self.locale),
@@ -297,7 +330,14 @@ class _Connection:
 @router.websocket("/v1/ws/chat")
 async def chat_socket(ws: WebSocket) -> None:
     services: Services = ws.app.state.services
-    if not origin_allowed(ws.headers.get("origin"), services.settings.resolved_origins):
+    origin = ws.headers.get("origin")
+    if not (
+        origin_allowed(origin, services.settings.resolved_origins)
+        or same_origin(origin, ws.headers.get("host"))
+        # A site embedding the widget needs no global setting: its key names it (the key
+        # itself is checked against the origin at hello).
+        or origin in await services.store.publishable_origins()
+    ):
         # Closing before accept makes the server answer the handshake with HTTP 403.
         await ws.close(CLOSE_ORIGIN)
         return

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import weakref
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -55,17 +56,21 @@ ANVIL_DEV_KEY = "0xac0974bec39a17e36ba4a6b4d238ff944bacb478cbed5efcae784d7bf4f2f
 
 _NETWORK_ERRORS = (OSError, TimeoutError, aiohttp.ClientError)
 
-_SEND_LOCKS: dict[tuple[int, str, str], asyncio.Lock] = {}
+# Keyed by the event loop itself (weakly): a lock belongs to one loop, and a loop's id can
+# be reused by a later loop after the first is gone.
+_SEND_LOCKS: weakref.WeakKeyDictionary[
+    asyncio.AbstractEventLoop, dict[tuple[str, str], asyncio.Lock]
+] = weakref.WeakKeyDictionary()
 
 
 def send_lock(rpc_url: str, sender: str) -> asyncio.Lock:
     """One lock per node and sending account in this process: taking the pending nonce and
     sending must not interleave, or two transactions (an anchor and a consent grant, say)
     would get the same nonce and one would be dropped."""
-    key = (id(asyncio.get_running_loop()), rpc_url, sender)
-    lock = _SEND_LOCKS.get(key)
+    locks = _SEND_LOCKS.setdefault(asyncio.get_running_loop(), {})
+    lock = locks.get((rpc_url, sender))
     if lock is None:
-        lock = _SEND_LOCKS[key] = asyncio.Lock()
+        lock = locks[(rpc_url, sender)] = asyncio.Lock()
     return lock
 
 

@@ -40,6 +40,11 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     #: A patient key: sessions opened with it act for this patient (records, rewards).
     patient_id: Mapped[str | None] = mapped_column(String(32), nullable=True, default=None)
+    #: ``secret`` (servers; any origin) or ``publishable`` (browsers: only from its origins,
+    #: only to chat).
+    kind: Mapped[str] = mapped_column(String(16), default="secret", server_default="secret")
+    #: A publishable key's browser origins (exact ``scheme://host[:port]``); None for secret keys.
+    allowed_origins: Mapped[list[str] | None] = mapped_column(JSON, nullable=True, default=None)
 
 
 class ChatSession(Base):
