@@ -19,17 +19,13 @@ answers keep being written (and records keep queueing) meanwhile.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
-from sqlalchemy.exc import SQLAlchemyError
-
 from healtrace.chain.client import ChainRejected, ChainUnavailable, RegistryChain
 from healtrace.chain.outbox import AnchoredRecord, BatchInfo, EvidenceOutbox
+from healtrace.chain.worker import RetryingWorker
 from healtrace.config import ChainConfig
 from healtrace.storage.models import utcnow
 
@@ -41,8 +37,11 @@ log = logging.getLogger(__name__)
 OnAnchored = Callable[[Sequence[AnchoredRecord]], Awaitable[None]]
 
 
-class AnchorBatcher:
+class AnchorBatcher(RetryingWorker):
     """Forms batches from the outbox and anchors them, in one owned background task."""
+
+    task_name = "healtrace-anchor-batcher"
+    what = "anchoring"
 
     def __init__(
         self,
@@ -52,75 +51,18 @@ class AnchorBatcher:
         *,
         on_anchored: OnAnchored | None = None,
     ) -> None:
+        super().__init__(retry_base_s=config.retry_base_s, retry_max_s=config.retry_max_s)
         self.outbox = outbox
         self.chain = chain
         self.config = config
         self.on_anchored = on_anchored
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._connected = False
-        self._failures = 0
         #: Counters for status pages and tests.
         self.batches_anchored = 0
         self.records_anchored = 0
-        #: Failed attempts since start (each followed by a backoff).
-        self.retries = 0
-        self.last_error = ""
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="healtrace-anchor-batcher")
-
-    def notify(self) -> None:
-        """A record was added: re-check whether a batch is due."""
-        self._wake.set()
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     @property
     def _tick_s(self) -> float:
         return min(max(self.config.batch_interval_s / 4, 0.05), 2.0)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-                self._failures = 0
-                delay = self._tick_s
-            except ChainUnavailable as exc:
-                self._failures += 1
-                self._connected = False
-                delay = self._backoff()
-                self.last_error = f"chain unavailable: {exc.detail}"
-                log.warning("anchoring paused, retrying in %.1f s: %s", delay, exc.detail)
-            except ChainRejected as exc:
-                self._failures += 1
-                delay = max(self._backoff(), self.config.retry_max_s)
-                self.last_error = f"chain rejected: {exc.detail}"
-                log.error("anchoring rejected by the node, retrying in %.0f s: %s", delay, exc)
-            except SQLAlchemyError as exc:
-                self._failures += 1
-                delay = self._backoff()
-                self.last_error = f"database: {type(exc).__name__}"
-                log.warning("anchoring paused (database error %s)", type(exc).__name__)
-            self._wake.clear()
-            if self._failures:
-                self.retries += 1
-                # New records must not cut a backoff short.
-                await asyncio.sleep(delay)
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-
-    def _backoff(self) -> float:
-        cap = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (self._failures - 1))
-        return random.uniform(cap / 2, cap)
 
     async def _due(self, force: bool) -> bool:
         count, oldest = await self.outbox.pending()

@@ -17,16 +17,13 @@ judged and awards keep queueing meanwhile.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-import random
 from datetime import timedelta
 
 from eth_utils.address import is_address, to_checksum_address
-from sqlalchemy.exc import SQLAlchemyError
 
 from healtrace.chain.client import ChainRejected, ChainUnavailable
+from healtrace.chain.worker import RetryingWorker
 from healtrace.rewards.addresses import PatientAddresses
 from healtrace.rewards.config import RewardsConfig
 from healtrace.rewards.ledger import MintBatchInfo, PendingAward, RewardsLedger
@@ -38,8 +35,11 @@ __all__ = ["MintBatcher"]
 log = logging.getLogger(__name__)
 
 
-class MintBatcher:
+class MintBatcher(RetryingWorker):
     """Forms mint batches from the ledger and mints them, in one owned background task."""
+
+    task_name = "healtrace-mint-batcher"
+    what = "minting"
 
     def __init__(
         self,
@@ -48,77 +48,20 @@ class MintBatcher:
         addresses: PatientAddresses,
         config: RewardsConfig,
     ) -> None:
+        super().__init__(retry_base_s=config.retry_base_s, retry_max_s=config.retry_max_s)
         self.ledger = ledger
         self.minter = minter
         self.addresses = addresses
         self.config = config
-        self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
-        self._connected = False
-        self._failures = 0
         #: Counters for status pages and tests.
         self.batches_minted = 0
         self.awards_minted = 0
-        #: Failed attempts since start (each followed by a backoff).
-        self.retries = 0
         #: Awards skipped in the last round because their patient has no address yet.
         self.unaddressed = 0
-        self.last_error = ""
-
-    def start(self) -> None:
-        if self._task is None:
-            self._task = asyncio.create_task(self._loop(), name="healtrace-mint-batcher")
-
-    def notify(self) -> None:
-        """An award was added: re-check whether a batch is due."""
-        self._wake.set()
-
-    async def aclose(self) -> None:
-        task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
 
     @property
     def _tick_s(self) -> float:
         return min(max(self.config.mint_interval_s / 4, 0.05), 5.0)
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.run_once()
-                self._failures = 0
-                delay = self._tick_s
-            except ChainUnavailable as exc:
-                self._failures += 1
-                self._connected = False
-                delay = self._backoff()
-                self.last_error = f"chain unavailable: {exc.detail}"
-                log.warning("minting paused, retrying in %.1f s: %s", delay, exc.detail)
-            except ChainRejected as exc:
-                self._failures += 1
-                delay = max(self._backoff(), self.config.retry_max_s)
-                self.last_error = f"chain rejected: {exc.detail}"
-                log.error("minting rejected by the node, retrying in %.0f s: %s", delay, exc)
-            except SQLAlchemyError as exc:
-                self._failures += 1
-                delay = self._backoff()
-                self.last_error = f"database: {type(exc).__name__}"
-                log.warning("minting paused (database error %s)", type(exc).__name__)
-            self._wake.clear()
-            if self._failures:
-                self.retries += 1
-                # New awards must not cut a backoff short.
-                await asyncio.sleep(delay)
-                continue
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(delay):
-                    await self._wake.wait()
-
-    def _backoff(self) -> float:
-        cap = min(self.config.retry_max_s, self.config.retry_base_s * 2 ** (self._failures - 1))
-        return random.uniform(cap / 2, cap)
 
     async def _due(self, force: bool) -> bool:
         count, oldest = await self.ledger.pending()
