@@ -17,6 +17,7 @@ from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.knowledge.cli import eval_app, knowledge_app
 from healtrace.records.cli import records_app
 from healtrace.safety.cli import eval_triage_command, triage_command
+from healtrace.wechat.cli import wechat_app
 
 if TYPE_CHECKING:
     from healtrace.storage import Database
@@ -44,6 +45,7 @@ app.add_typer(knowledge_app, name="knowledge", help="The medical knowledge base"
 app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage quality)")
 app.add_typer(chain_app, name="chain")
 app.add_typer(records_app, name="records")
+app.add_typer(wechat_app, name="wechat")
 app.command("verify")(verify_command)
 app.command("triage")(triage_command)
 eval_app.command("triage")(eval_triage_command)

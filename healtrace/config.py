@@ -17,6 +17,7 @@ from healtrace.knowledge.config import KnowledgeConfig
 from healtrace.records.config import RecordsConfig
 from healtrace.records.fhir_config import FhirConfig
 from healtrace.rewards.config import RewardsConfig
+from healtrace.tenants import TenantConfig
 from healtrace.wechat.config import WechatConfig
 
 Locale = Literal["en", "zh-CN"]
@@ -257,6 +258,9 @@ class Settings(BaseSettings):
     fhir: FhirConfig = Field(default_factory=FhirConfig)
     rewards: RewardsConfig = Field(default_factory=RewardsConfig)
     wechat: WechatConfig = Field(default_factory=WechatConfig)
+    #: Per-tenant settings by tenant id (a key's tenant): its own knowledge collection,
+    #: default locale, name. See :class:`healtrace.tenants.TenantConfig`.
+    tenants: dict[str, TenantConfig] = Field(default_factory=dict)
     #: Knowledge-base excerpts retrieved for every question and given to the model (0: none).
     retrieval_k: int = 3
     max_tool_rounds: int = 4

@@ -1,4 +1,4 @@
-"""A local stand-in for WeChat's message API: tokens, customer-service sends, media."""
+"""A local stand-in for WeChat's message API: tokens, customer-service sends, media, menus."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ class FakeWechat:
     token_requests: list[dict[str, str]] = field(default_factory=list)
     sent: list[dict[str, Any]] = field(default_factory=list)
     media_requests: list[str] = field(default_factory=list)
+    #: Each menu created: its JSON body, plus the request's ``agentid`` (WeCom) if any.
+    menus: list[dict[str, Any]] = field(default_factory=list)
     refuse_next_send: int = 0
 
     def _valid(self, request: Request) -> bool:
@@ -54,6 +56,20 @@ class FakeWechat:
             return JSONResponse({"errcode": 40007, "errmsg": "invalid media_id"})
         return Response(self.media[media_id], media_type="audio/amr")
 
+    async def create_menu(self, request: Request) -> Response:
+        if not self._valid(request):
+            return JSONResponse({"errcode": 40001, "errmsg": "invalid credential"})
+        body = json.loads(await request.body())
+        buttons = body.get("button") if isinstance(body, dict) else None
+        # WeChat's own limits: one to three top-level buttons, names of at most 16 bytes.
+        if not isinstance(buttons, list) or not 1 <= len(buttons) <= 3:
+            return JSONResponse({"errcode": 40016, "errmsg": "invalid button size"})
+        if any(len(str(b.get("name", "")).encode()) > 16 for b in buttons):
+            return JSONResponse({"errcode": 40018, "errmsg": "invalid button name size"})
+        agent = request.query_params.get("agentid")
+        self.menus.append({**body, **({"agentid": agent} if agent else {})})
+        return JSONResponse({"errcode": 0, "errmsg": "ok"})
+
     def app(self) -> Starlette:
         return Starlette(
             routes=[
@@ -62,5 +78,6 @@ class FakeWechat:
                 Route("/cgi-bin/message/custom/send", self.send, methods=["POST"]),
                 Route("/cgi-bin/message/send", self.send, methods=["POST"]),
                 Route("/cgi-bin/media/get", self.get_media),
+                Route("/cgi-bin/menu/create", self.create_menu, methods=["POST"]),
             ]
         )

@@ -39,8 +39,15 @@ class SearchHit(Protocol):
 
 class KnowledgeSearch(Protocol):
     async def asearch(
-        self, query: str, *, k: int = 5, filters: dict[str, Any] | None = None
-    ) -> Sequence[SearchHit]: ...
+        self,
+        query: str,
+        *,
+        k: int = 5,
+        filters: dict[str, Any] | None = None,
+        collection: str | None = None,
+    ) -> Sequence[SearchHit]:
+        """The ``k`` best chunks of ``collection`` (None: the default one) for ``query``."""
+        ...
 
 
 @dataclass(frozen=True, slots=True)

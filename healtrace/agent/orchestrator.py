@@ -50,6 +50,7 @@ from healtrace.chain.evidence import EvidenceRecord, build_record, sha256_text
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError, localized
 from healtrace.prompts import PROMPT_VERSION, load_prompt
+from healtrace.tenants import tenant_search
 from healtrace.tools.core import ToolContext, ToolOutcome, ToolRegistry
 
 if TYPE_CHECKING:
@@ -725,7 +726,13 @@ class Orchestrator:
         if self.knowledge is None or self.settings.retrieval_k <= 0:
             return ""
         try:
-            hits = await self.knowledge.asearch(turn.text, k=self.settings.retrieval_k)
+            hits = await tenant_search(
+                self.knowledge,
+                turn.text,
+                k=self.settings.retrieval_k,
+                settings=self.settings,
+                tenant_id=turn.tenant_id,
+            )
         except HealTraceError as exc:
             log.warning("retrieval failed for turn %s: %s", turn.turn_id, exc.code)
             return ""

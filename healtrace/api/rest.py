@@ -15,9 +15,10 @@ from healtrace import __version__
 from healtrace.agent.events import AnswerDone, ErrorEvent, ToolCallEvent, TriageEvent, TurnHeld
 from healtrace.agent.memory import MessageRecord, SessionInfo
 from healtrace.agent.orchestrator import UserTurn
-from healtrace.api._http import KeyId, error_response, request_locale, services_of
+from healtrace.api._http import KeyId, error_response, pick_locale, request_locale, services_of
 from healtrace.errors import InputError
 from healtrace.handoff import HandoffInfo
+from healtrace.tenants import tenant_locale
 from healtrace.vision.service import image_question
 
 router = APIRouter()
@@ -187,6 +188,9 @@ async def create_session(
     """Start a conversation."""
     services = services_of(request)
     locale = (body.locale if body else None) or request_locale(request)
+    if not (body and body.locale) and services.settings.tenants:
+        fallback = tenant_locale(services.settings, await services.store.key_tenant(key_id))
+        locale = pick_locale(request.headers.get("accept-language"), fallback)
     info = await services.store.create_session(
         key_id, locale=locale, title=body.title if body else ""
     )

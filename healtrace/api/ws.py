@@ -52,6 +52,7 @@ from healtrace.api.ratelimit import limiter_of
 from healtrace.api.services import Services
 from healtrace.api.voice import VoiceSession
 from healtrace.errors import ConflictError, HealTraceError, InputError, NotFoundError, localized
+from healtrace.tenants import tenant_locale
 from healtrace.vision.service import image_question
 
 log = logging.getLogger(__name__)
@@ -179,6 +180,9 @@ class _Connection:
             if not frame.locale:
                 self.locale = session.locale
         else:
+            if not frame.locale and self.settings.tenants:
+                fallback = tenant_locale(self.settings, key.tenant_id)
+                self.locale = pick_locale(headers.get("accept-language"), fallback)
             session = await store.create_session(self.key_id, locale=self.locale)
         self.session_id = session.id
         self.tenant_id = session.tenant_id

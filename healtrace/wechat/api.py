@@ -1,4 +1,5 @@
-"""The WeChat message API the channel needs: push a text, fetch a media file.
+"""The WeChat message API the channel needs: push a text, fetch a media file (and, for
+``healtrace wechat menu``, create the account's menu).
 
 :class:`WechatApi` is the interface; :class:`HttpWechatApi` speaks to WeChat (or WeCom) over
 an injectable ``httpx.AsyncClient``. The access token is cached until shortly before it
@@ -10,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 import httpx
@@ -138,6 +140,19 @@ class HttpWechatApi:
     async def get_media(self, media_id: str) -> bytes:
         response = await self._call("GET", "/cgi-bin/media/get", params={"media_id": media_id})
         return response.content
+
+    async def create_menu(self, buttons: Sequence[Mapping[str, Any]]) -> None:
+        """Replace the account's custom menu (in corp mode, the WeCom app's) with ``buttons``,
+        each as WeChat spells it: ``{"type": "click", "name": "…", "key": "…"}``."""
+        params: dict[str, Any] = {"agentid": self.config.agent_id} if self.config.corp_mode else {}
+        body = json.dumps({"button": list(buttons)}, ensure_ascii=False).encode("utf-8")
+        await self._call(
+            "POST",
+            "/cgi-bin/menu/create",
+            params=params,
+            content=body,
+            headers={"Content-Type": "application/json"},
+        )
 
 
 def _errcode(response: httpx.Response) -> int:

@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 from pydantic import Field
 
 from healtrace.agent.citations import render_excerpts
+from healtrace.tenants import tenant_search
 from healtrace.tools.core import ToolContext, ToolRetry, tool
 
 
@@ -31,7 +32,14 @@ async def search_knowledge(
     if ctx.knowledge is None:
         raise ToolRetry("No knowledge base is configured; answer without it and say so.")
     filters = {"language": language} if language else None
-    hits = await ctx.knowledge.asearch(query, k=k, filters=filters)
+    hits = await tenant_search(
+        ctx.knowledge,
+        query,
+        k=k,
+        settings=ctx.settings,
+        tenant_id=ctx.tenant_id,
+        filters=filters,
+    )
     if not hits:
         raise ToolRetry(
             "The knowledge base has nothing on that. Try other words, or tell the user the "
