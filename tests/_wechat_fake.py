@@ -24,6 +24,8 @@ class FakeWechat:
     #: Each menu created: its JSON body, plus the request's ``agentid`` (WeCom) if any.
     menus: list[dict[str, Any]] = field(default_factory=list)
     refuse_next_send: int = 0
+    #: Answer this many sends with WeChat's "system busy" (-1), as its API does under load.
+    busy_sends: int = 0
 
     def _valid(self, request: Request) -> bool:
         return (
@@ -38,6 +40,9 @@ class FakeWechat:
         return JSONResponse({"access_token": token, "expires_in": 7200})
 
     async def send(self, request: Request) -> Response:
+        if self.busy_sends:
+            self.busy_sends -= 1
+            return JSONResponse({"errcode": -1, "errmsg": "system busy"})
         if self.refuse_next_send:
             code, self.refuse_next_send = self.refuse_next_send, 0
             return JSONResponse({"errcode": code, "errmsg": "invalid credential"})

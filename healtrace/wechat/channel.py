@@ -180,7 +180,7 @@ class WechatChannel:
         status = "pushed"
         try:
             for chunk in split_text(answer.text, self.config.max_text_bytes):
-                await self.api.send_text(msg.from_user, chunk)
+                await self._send_with_retries(msg, chunk)
         except WechatApiError as exc:
             log.warning("could not push the answer to %s: %s", msg.key, exc)
             status = "failed"
@@ -193,6 +193,20 @@ class WechatChannel:
                 turn_id=answer.turn_id,
             )
             self._pending.pop(msg.key, None)
+
+    async def _send_with_retries(self, msg: Inbound, chunk: str) -> None:
+        """Send one piece; a failure (WeChat busy, the network) is retried with backoff, and
+        pieces already sent are not sent again."""
+        for attempt in range(self.config.push_retries + 1):
+            try:
+                await self.api.send_text(msg.from_user, chunk)
+                return
+            except WechatApiError as exc:
+                if attempt == self.config.push_retries:
+                    raise
+                delay = self.config.push_retry_base_s * 2**attempt
+                log.info("push to %s failed (%s); retrying in %.1f s", msg.key, exc.code, delay)
+                await asyncio.sleep(delay)
 
     def _without_turn(self, msg: Inbound) -> str | None:
         """Events and message types that need no model: a fixed reply or nothing."""

@@ -42,6 +42,10 @@ class WechatConfig(BaseModel):
     locale: Literal["zh-CN", "en"] = "zh-CN"
     #: Timeout of one call to the message API.
     api_timeout_s: float = Field(default=10.0, gt=0)
+    #: A pushed message that fails is sent again this many times, waiting
+    #: ``push_retry_base_s`` doubling between tries (the answer is stored either way).
+    push_retries: int = Field(default=3, ge=0, le=10)
+    push_retry_base_s: float = Field(default=1.0, ge=0)
 
     @property
     def corp_mode(self) -> bool:
