@@ -397,3 +397,33 @@ def test_vocabulary_prompt_only_for_the_configured_languages(voice_settings: Set
     both = SpeechEngines(SpeechConfig(asr_prompt_languages=["zh", "en"]), voice_settings.models_dir)
     en = both.prompt("en")
     assert en is not None and en.startswith("fever, cough") and "HbA1c" in en
+
+
+async def test_spoken_turns_count_against_a_visitors_rate_limit(
+    voice_settings: Settings, question: Audio
+) -> None:
+    site = "https://hospital.example"
+    voice_settings.rate_limit_per_user_per_min = 1
+    asr = ScriptedASR(lambda audio: QUESTION)
+    engines = SpeechEngines(
+        voice_settings.speech, voice_settings.models_dir, asr=asr, tts=ScriptedTTS()
+    )
+    model = DemoModel(answer="Drink water.", tool_rounds=0)
+    app = create_app(voice_settings, model=model, speech=engines)
+    async with LiveServer(app) as live:
+        store = app.state.services.store
+        _kid, key = await store.create_api_key("site", kind="publishable", allowed_origins=[site])
+        async with websockets.connect(live.ws, origin=site) as ws:  # type: ignore[arg-type]
+            await ws.send(json.dumps({"type": "hello", "api_key": key, "end_user": "v1"}))
+            assert (await recv(ws))["type"] == "hello_ok"
+            await ws.send(
+                json.dumps({"type": "audio_start", "mode": "push_to_talk", "speak": False})
+            )
+            assert (await recv(ws))["type"] == "voice_ready"
+            for expected in ("answer_done", "error"):
+                await stream(ws, frames(question))
+                await ws.send(json.dumps({"type": "audio_end"}))
+                last = (await until(ws, "answer_done", "error"))[-1]
+                assert last["type"] == expected, last
+            assert last["code"] == "rate_limited" and last["retryable"] is True
+        assert len(model.requests) == 1  # the second spoken question never reached the model

@@ -107,6 +107,7 @@ class VoiceSession:
         locale: str,
         send: Callable[[BaseModel], Awaitable[None]],
         patient_id: str | None = None,
+        allow_turn: Callable[[], Awaitable[bool]] | None = None,
     ) -> None:
         self.services = services
         self.config = services.settings.speech
@@ -115,6 +116,8 @@ class VoiceSession:
         self.session_id = session_id
         self.tenant_id = tenant_id
         self.patient_id = patient_id
+        #: Asked before each spoken turn starts (rate limits); False: the turn is skipped.
+        self.allow_turn = allow_turn
         self.locale = locale
         self._send = send
         self.language: str | None = None if frame.detect_language else _whisper_lang(locale)
@@ -336,6 +339,8 @@ class VoiceSession:
                 asr_ms=int((time.perf_counter() - began) * 1000),
             )
         )
+        if self.allow_turn is not None and not await self.allow_turn():
+            return
         limit = self.services.settings.max_message_chars
         turn = UserTurn(
             session_id=self.session_id,

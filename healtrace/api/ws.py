@@ -253,6 +253,22 @@ class _Connection:
             elif isinstance(frame, Hello):
                 await self.send(_error("invalid_event", self.locale, detail="hello sent twice"))
 
+    async def _allow_turn(self) -> bool:
+        """A publishable key's visitor within their rate limit (typed and spoken turns
+        alike); otherwise tell them how long to wait."""
+        if not self.publishable:
+            return True
+        assert self.key_id is not None
+        wait = limiter_of(self.ws.app).check(self.key_id, self.end_user)
+        if not wait:
+            return True
+        await self.send(
+            _error("rate_limited", self.locale, retry_after=wait).model_copy(
+                update={"retryable": True}
+            )
+        )
+        return False
+
     async def on_user_message(self, frame: UserMessage) -> None:
         assert self.session_id is not None
         text = frame.text
@@ -263,16 +279,8 @@ class _Connection:
         if not text.strip() and not frame.image_ids:
             await self.send(_error("empty_message", self.locale))
             return
-        if self.publishable:
-            assert self.key_id is not None
-            wait = limiter_of(self.ws.app).check(self.key_id, self.end_user)
-            if wait:
-                await self.send(
-                    _error("rate_limited", self.locale, retry_after=wait).model_copy(
-                        update={"retryable": True}
-                    )
-                )
-                return
+        if not await self._allow_turn():
+            return
         turn = UserTurn(
             session_id=self.session_id,
             text=text.strip() or image_question(self.locale),
@@ -305,6 +313,7 @@ class _Connection:
                     patient_id=self.patient_id,
                     locale=self.locale,
                     send=self.send,
+                    allow_turn=self._allow_turn,
                 )
                 await voice.start()
                 self.voice = voice

@@ -22,6 +22,10 @@
       consent: "Access to your records", cancelled: "(stopped)", thinking: "Answering…",
       uploadFailed: "The photo could not be uploaded.", originRefused: "This website may not use this chat key.",
       unreachable: "The health assistant cannot be reached right now.",
+      ptt: "Hold to talk", handsFree: "Hands-free", listening: "Listening…",
+      speaking: "Speaking… (talk to interrupt)",
+      micDenied: "The microphone was not allowed. Allow it for this site in your browser's settings, then try again.",
+      noMic: "No microphone is available in this browser.", noVoice: "Voice input does not work in this browser.",
     },
     "zh-CN": {
       title: "健康助手", open: "打开健康助手对话", close: "关闭对话",
@@ -36,6 +40,9 @@
       consent: "病历访问授权", cancelled: "（已停止）", thinking: "正在回答…",
       uploadFailed: "照片上传失败。", originRefused: "本网站不能使用此对话密钥。",
       unreachable: "暂时无法连接健康助手。",
+      ptt: "按住说话", handsFree: "免提对话", listening: "正在听…", speaking: "正在朗读…（直接说话可打断）",
+      micDenied: "未获准使用麦克风。请在浏览器的网站设置中允许本网站使用麦克风后重试。",
+      noMic: "此浏览器没有可用的麦克风。", noVoice: "此浏览器不支持语音输入。",
     },
   };
 
@@ -98,7 +105,14 @@ textarea { flex: 1; resize: none; min-height: 40px; max-height: 120px; padding: 
   border-radius: 8px; background: var(--bg); color: var(--fg); }
 form button { min-height: 40px; border-radius: 8px; border: 1px solid var(--line); background: var(--bg); padding: 0 10px; }
 form button.send { background: var(--accent); border-color: var(--accent); color: #fff; }
-form button:disabled { opacity: .5; cursor: default; }
+form button:disabled, .voice button:disabled { opacity: .5; cursor: default; }
+.voice { display: flex; gap: 6px; align-items: center; padding: 8px 8px 0; border-top: 1px solid var(--line); }
+.voice + form { border-top: 0; }
+.voice button { min-height: 36px; border-radius: 18px; border: 1px solid var(--line); background: var(--bg); padding: 0 12px;
+  touch-action: none; user-select: none; -webkit-user-select: none; -webkit-touch-callout: none; }
+.voice button.active, .voice button[aria-pressed="true"] { background: var(--accent); border-color: var(--accent); color: #fff; }
+.voice-state { font-size: 12px; color: var(--muted); }
+.msg.user.pending { opacity: .7; }
 @media (max-width: 600px) {
   .wrap.open { inset: 0; bottom: 0; right: 0; left: 0; }
   .wrap.open .launcher { display: none; }
@@ -132,6 +146,213 @@ form button:disabled { opacity: .5; cursor: default; }
   const CHAT_ICON = "M4 4h16a2 2 0 0 1 2 2v10a2 2 0 0 1-2 2H8l-4 4V6a2 2 0 0 1 2-2z";
   const CAMERA_ICON = "M9 4 7.2 6H4a2 2 0 0 0-2 2v10a2 2 0 0 0 2 2h16a2 2 0 0 0 2-2V8a2 2 0 0 0-2-2h-3.2L15 4H9zm3 4.5a4.5 4.5 0 1 1 0 9 4.5 4.5 0 0 1 0-9zm0 2a2.5 2.5 0 1 0 0 5 2.5 2.5 0 0 0 0-5z";
 
+  // A copy of static/voice-worklet.js (a test keeps them equal). Worklet modules load in CORS
+  // mode and the service answers CORS only for HEALTRACE_ALLOWED_ORIGINS, which a site that
+  // embeds the widget need not be in: there the service's copy is refused and this one loads
+  // from a blob: URL of the page's own origin.
+  const WORKLET = `// Microphone capture for HealTrace voice: hands 20 ms blocks of 16-bit PCM to the page.
+class PcmCapture extends AudioWorkletProcessor {
+  constructor() {
+    super();
+    this.frame = Math.round(sampleRate / 50);
+    this.buf = new Int16Array(this.frame);
+    this.n = 0;
+  }
+  process(inputs) {
+    const ch = inputs[0] && inputs[0][0];
+    if (!ch) return true;
+    for (let i = 0; i < ch.length; i++) {
+      const v = Math.max(-1, Math.min(1, ch[i]));
+      this.buf[this.n++] = v < 0 ? v * 0x8000 : v * 0x7fff;
+      if (this.n === this.frame) {
+        this.port.postMessage(this.buf.buffer, [this.buf.buffer]);
+        this.buf = new Int16Array(this.frame);
+        this.n = 0;
+      }
+    }
+    return true;
+  }
+}
+registerProcessor("pcm-capture", PcmCapture);
+`;
+  const RELEASED = new Error("the microphone was released while it was being opened");
+  // Ogg Opus is smallest; browsers that cannot decode it get MP3.
+  const REPLY_FORMAT = document.createElement("audio").canPlayType('audio/ogg; codecs="opus"') ? "opus" : "mp3";
+
+  // Voice as on the chat page (static/voice.js, docs/protocol.md#voice): after audio_start,
+  // binary frames of one flags byte (1 = captured while our audio was playing) + s16le PCM at
+  // the AudioContext's rate; the answer comes back as transcript and audio events.
+  class Voice {
+    constructor(chat) {
+      this.chat = chat;
+      this.ctx = null; this.mic = null; this.ready = null; this.on = null;
+      this.mode = null; this.sending = false; this.held = false; this.stateKey = "idle";
+      this.playEnd = 0; this.sources = []; this.turn = null; this.pending = null;
+      this.queue = Promise.resolve(); this.gen = 0;
+    }
+
+    acquire() {
+      if (!this.ready) {
+        const ready = this.open().catch((err) => { if (this.ready === ready) this.release(); throw err; });
+        this.ready = ready;
+      }
+      return this.ready;
+    }
+
+    async open() {
+      // Created within the press, so the browser lets it play the answer.
+      const ctx = new AudioContext();
+      this.ctx = ctx;
+      if (!navigator.mediaDevices || !navigator.mediaDevices.getUserMedia) {
+        throw new DOMException("getUserMedia is not available", "NotFoundError");
+      }
+      const mic = await navigator.mediaDevices.getUserMedia({
+        audio: { echoCancellation: true, noiseSuppression: true, autoGainControl: true, channelCount: 1 },
+      });
+      if (this.ctx !== ctx) { for (const track of mic.getTracks()) track.stop(); throw RELEASED; }
+      this.mic = mic;
+      try {
+        await ctx.audioWorklet.addModule(new URL("static/voice-worklet.js", this.chat.base).href);
+      } catch (err) {
+        const url = URL.createObjectURL(new Blob([WORKLET], { type: "text/javascript" }));
+        try { await ctx.audioWorklet.addModule(url); } finally { URL.revokeObjectURL(url); }
+      }
+      if (this.ctx !== ctx) throw RELEASED;
+      const node = new AudioWorkletNode(ctx, "pcm-capture");
+      node.port.onmessage = (e) => this.frame(e.data);
+      ctx.createMediaStreamSource(mic).connect(node);
+      if (ctx.state === "suspended") ctx.resume().catch(() => { /* it plays on the next press */ });
+    }
+
+    // The microphone off (the browser's recording indicator goes away) and playback stopped.
+    release() {
+      this.stop();
+      if (this.mic) for (const track of this.mic.getTracks()) track.stop();
+      if (this.ctx) this.ctx.close().catch(() => {});
+      this.ctx = null; this.mic = null; this.ready = null;
+    }
+
+    frame(pcm) {
+      const ws = this.chat.ws;
+      if (!this.sending || ws !== this.on || ws.readyState !== WebSocket.OPEN) return;
+      const bytes = new Uint8Array(pcm.byteLength + 1);
+      bytes[0] = this.ctx && this.ctx.currentTime < this.playEnd ? 1 : 0;
+      bytes.set(new Uint8Array(pcm), 1);
+      ws.send(bytes);
+    }
+
+    begin(mode) {
+      this.mode = mode;
+      const frame = { type: "audio_start", mode, sample_rate: this.ctx.sampleRate, reply_format: REPLY_FORMAT };
+      if (!this.chat.send(frame)) { this.mode = null; this.sending = false; this.setState("idle"); return false; }
+      this.on = this.chat.ws;
+      return true;
+    }
+
+    // A new connection has no voice session: announce the one in use again.
+    reconnected() { if (this.mode && this.ctx) this.begin(this.mode); }
+
+    async pttDown() {
+      this.held = true;
+      await this.acquire();
+      if (!this.held) return;  // released before the microphone was ready
+      if (this.mode !== "push_to_talk" && !this.begin("push_to_talk")) return;
+      this.silence(); this.sending = true; this.setState("listening");
+    }
+
+    pttUp() {
+      this.held = false;
+      if (!this.sending || this.mode !== "push_to_talk") return;
+      this.sending = false; this.chat.send({ type: "audio_end" }); this.setState("idle");
+    }
+
+    async toggleHandsFree() {
+      if (this.mode === "hands_free") { this.stop(); return; }
+      await this.acquire();
+      if (!this.begin("hands_free")) return;
+      this.silence(); this.sending = true; this.setState("listening");
+    }
+
+    stop() {
+      if (this.mode) this.chat.send({ type: "audio_stop" });
+      this.mode = null; this.sending = false; this.held = false; this.turn = null;
+      this.silence(); this.setState("idle");
+    }
+
+    setState(key) { this.stateKey = key; this.chat.paintVoice(); }
+
+    silence() {
+      this.gen += 1;
+      for (const s of this.sources) {
+        s.onended = null;
+        try { s.stop(); } catch (err) { /* already ended */ }
+      }
+      this.sources = []; this.playEnd = 0;
+    }
+
+    // Chunks play in the order they came, each after the one before.
+    async play(ev, gen) {
+      const ctx = this.ctx;
+      if (!ctx) return;
+      const bytes = Uint8Array.from(atob(String(ev.data || "")), (c) => c.charCodeAt(0));
+      const buf = await ctx.decodeAudioData(bytes.buffer);
+      if (gen !== this.gen || ctx !== this.ctx) return;
+      const src = ctx.createBufferSource();
+      src.buffer = buf; src.connect(ctx.destination);
+      const at = Math.max(ctx.currentTime + 0.02, this.playEnd);
+      src.start(at); this.playEnd = at + buf.duration; this.sources.push(src);
+      if (ev.index === 0) this.chat.send({ type: "playback", state: "started", turn_id: ev.turn_id });
+      this.setState("speaking");
+      src.onended = () => { this.sources = this.sources.filter((s) => s !== src); this.ended(); };
+    }
+
+    ended() {
+      const turn = this.turn;
+      if (this.sources.length || !turn || !turn.done) return;
+      this.turn = null;
+      this.chat.send({ type: "playback", state: "ended", turn_id: turn.id });
+      this.setState(this.sending ? "listening" : "idle");
+    }
+
+    onEvent(ev) {
+      switch (ev.type) {
+        case "speech_started":
+          if (!this.pending) this.pending = this.chat.add("user pending", "");
+          this.pending.textContent = "…";
+          break;
+        case "transcript":
+          if (!this.pending) this.pending = this.chat.add("user pending", "");
+          this.pending.textContent = String(ev.text || "");
+          if (ev.final) {
+            this.chat.sentHere.add(ev.utterance_id);
+            this.pending.classList.remove("pending"); this.pending = null;
+          }
+          break;
+        case "audio": {
+          if (!this.turn || this.turn.id !== ev.turn_id) this.turn = { id: ev.turn_id, done: false };
+          const gen = this.gen;
+          this.queue = this.queue.then(() => this.play(ev, gen)).catch(() => { /* undecodable: skipped */ });
+          break;
+        }
+        case "audio_done": {
+          const turn = this.turn;
+          if (!turn || turn.id !== ev.turn_id) break;
+          this.queue = this.queue.then(() => { turn.done = true; this.ended(); });
+          break;
+        }
+        case "barge_in":
+          this.silence(); this.turn = null;
+          this.setState(this.sending ? "listening" : "idle");
+          break;
+        case "error":
+          // An utterance that came to nothing (silence, no speech engine): drop its bubble.
+          if (this.pending && !ev.turn_id) { this.pending.remove(); this.pending = null; }
+          break;
+        default: break;
+      }
+    }
+  }
+
   class HealTraceChat extends HTMLElement {
     connectedCallback() {
       if (this.shadowRoot) return;
@@ -145,6 +366,7 @@ form button:disabled { opacity: .5; cursor: default; }
       this.citations = []; this.evidence = new Map(); this.backoff = 500; this.stopped = false;
       this.statusKey = "connecting"; this.lastTriage = null; this.sentHere = new Set();
       this.endUser = this.visitorId();
+      this.voice = new Voice(this);
       const sessions = store("session");
       this.sessionKey = "healtrace.widget.session." + this.key.slice(-12);
       this.sessionId = sessions && sessions.getItem(this.sessionKey);
@@ -155,7 +377,8 @@ form button:disabled { opacity: .5; cursor: default; }
 
     disconnectedCallback() {
       this.stopped = true;
-      if (this.ws) this.ws.close();
+      this.voice.release();
+      if (this.ws && typeof this.ws !== "string") this.ws.close();
       clearTimeout(this.retry);
     }
 
@@ -239,11 +462,29 @@ form button:disabled { opacity: .5; cursor: default; }
       this.stopBtn = el("button", { type: "button", class: "stop", hidden: true });
       this.stopBtn.addEventListener("click", () => this.send({ type: "cancel" }));
       this.sendBtn = el("button", { type: "submit", class: "send" });
+      this.pttBtn = el("button", { type: "button", class: "ptt" });
+      const down = (e) => {
+        if (e.repeat || (e.key !== undefined && e.key !== " " && e.key !== "Enter")) return;
+        // Held even when the finger slides off the button.
+        if (e.pointerId !== undefined) {
+          try { this.pttBtn.setPointerCapture(e.pointerId); } catch (err) { /* not a live pointer */ }
+        }
+        this.voice.pttDown().catch((err) => this.micFailed(err));
+      };
+      const up = (e) => { if (e.key === undefined || e.key === " " || e.key === "Enter") this.voice.pttUp(); };
+      this.pttBtn.addEventListener("pointerdown", down);
+      this.pttBtn.addEventListener("keydown", down);
+      for (const name of ["pointerup", "pointercancel", "keyup", "blur"]) this.pttBtn.addEventListener(name, up);
+      this.pttBtn.addEventListener("contextmenu", (e) => e.preventDefault());
+      this.handsFreeBtn = el("button", { type: "button", class: "hands-free", "aria-pressed": "false" });
+      this.handsFreeBtn.addEventListener("click", () => this.voice.toggleHandsFree().catch((err) => this.micFailed(err)));
+      this.voiceState = el("span", { class: "voice-state", role: "status", "data-state": "idle" });
+      this.voiceBar = el("div", { class: "voice" }, this.pttBtn, this.handsFreeBtn, this.voiceState);
       this.form = el("form", {}, this.inputLabel, this.text, this.fileInput, this.photoBtn, this.stopBtn, this.sendBtn);
       this.form.addEventListener("submit", (e) => { e.preventDefault(); this.submit(); });
 
       this.panel = el("div", { class: "panel", id: panelId, role: this.mode === "inline" ? "region" : "dialog", "aria-labelledby": "ht-title", hidden: true },
-        header, this.status, this.triage, this.log, this.form);
+        header, this.status, this.triage, this.log, this.voiceBar, this.form);
       this.panel.addEventListener("keydown", (e) => { if (e.key === "Escape" && this.mode !== "inline") { e.preventDefault(); this.close(); } });
       const style = el("style", { text: STYLE });
       if (this.mode === "inline") this.wrap.append(this.panel);
@@ -267,6 +508,9 @@ form button:disabled { opacity: .5; cursor: default; }
       this.photoBtn.setAttribute("aria-label", t.photo);
       this.photoBtn.title = t.photo;
       this.triageDismiss.textContent = t.dismiss;
+      this.pttBtn.textContent = t.ptt;
+      this.handsFreeBtn.textContent = t.handsFree;
+      this.paintVoice();
       this.panel.setAttribute("lang", this.locale);
       if (!this.greeting) this.greetingEl.textContent = t.greeting;
       this.setStatus(this.statusKey);
@@ -277,6 +521,23 @@ form button:disabled { opacity: .5; cursor: default; }
     setStatus(key, text) {
       this.statusKey = key;
       this.status.textContent = text || (key ? this.t[key] : "");
+    }
+
+    paintVoice() {
+      const v = this.voice;
+      this.voiceState.dataset.state = v.stateKey;
+      this.voiceState.textContent = v.stateKey === "idle" ? "" : this.t[v.stateKey];
+      this.handsFreeBtn.setAttribute("aria-pressed", v.mode === "hands_free" ? "true" : "false");
+      this.pttBtn.classList.toggle("active", v.mode === "push_to_talk" && v.sending);
+    }
+
+    micFailed(err) {
+      if (err === RELEASED) return;
+      const name = err && err.name;
+      const t = this.t;
+      if (name === "NotAllowedError" || name === "SecurityError") this.add("error", t.micDenied);
+      else if (name === "NotFoundError" || name === "NotReadableError" || name === "OverconstrainedError") this.add("error", t.noMic);
+      else this.add("error", t.noVoice);
     }
 
     open() {
@@ -292,6 +553,7 @@ form button:disabled { opacity: .5; cursor: default; }
       this.wrap.classList.remove("open");
       this.launcher.setAttribute("aria-expanded", "false");
       this.launcher.focus();
+      this.voice.release();  // a closed chat does not listen
     }
 
     add(cls, text) {
@@ -306,6 +568,8 @@ form button:disabled { opacity: .5; cursor: default; }
       this.setStatus("", message);
       this.add("error", message);
       this.sendBtn.disabled = true; this.photoBtn.disabled = true;
+      this.pttBtn.disabled = true; this.handsFreeBtn.disabled = true;
+      this.voice.release();
     }
 
     query() {
@@ -478,6 +742,7 @@ form button:disabled { opacity: .5; cursor: default; }
         this.lastSeq = Math.max(this.lastSeq || 0, ev.seq);
       }
       const t = this.t;
+      this.voice.onEvent(ev);
       switch (ev.type) {
         case "hello_ok": {
           this.backoff = 500;
@@ -486,6 +751,7 @@ form button:disabled { opacity: .5; cursor: default; }
           const sessions = store("session"); if (sessions) sessions.setItem(this.sessionKey, ev.session_id);
           if (this.lastSeq === null) { this.lastSeq = ev.last_seq; if (!fresh || ev.last_seq) this.loadHistory(); }
           this.setStatus("online");
+          this.voice.reconnected();
           break;
         }
         case "turn_started":
