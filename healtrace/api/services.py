@@ -198,14 +198,12 @@ def _records(
         owner = chain
 
         async def connect() -> ConsentLedger:
-            await owner.start()
-            await owner.wait_ready(timeout_s=owner.config.rpc_timeout_s * 3)
-            assert owner.deployment is not None
+            deployment = await owner.connected()
             return Web3ConsentLedger(
                 owner.rpc_url,
-                owner.deployment.consent,
+                deployment.consent,
                 owner.signing_key(),
-                chain_id=owner.deployment.chain_id,
+                chain_id=deployment.chain_id,
                 timeout_s=owner.config.rpc_timeout_s,
             )
 
@@ -244,12 +242,10 @@ def _rewards(
         owner = chain
 
         async def connect() -> TokenMinter:
-            await owner.start()
-            await owner.wait_ready(timeout_s=owner.config.rpc_timeout_s * 3)
-            assert owner.deployment is not None
+            deployment = await owner.connected()
             return Web3TokenMinter(
                 owner.rpc_url,
-                owner.deployment.token,
+                deployment.token,
                 owner.signing_key(),
                 timeout_s=owner.config.rpc_timeout_s,
                 receipt_timeout_s=owner.config.receipt_timeout_s,

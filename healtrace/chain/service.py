@@ -94,6 +94,14 @@ class ChainService:
         except TimeoutError as exc:
             raise ChainUnavailable(f"not connected after {timeout_s:.0f} s: {self.status}") from exc
 
+    async def connected(self) -> Deployment:
+        """Where the contracts are, starting the chain side first if it is not running
+        (records and rewards connect this way on first use); ChainUnavailable otherwise."""
+        await self.start()
+        await self.wait_ready(timeout_s=self.config.rpc_timeout_s * 3)
+        assert self.deployment is not None
+        return self.deployment
+
     def notify(self) -> None:
         if self.batcher is not None:
             self.batcher.notify()
