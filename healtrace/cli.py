@@ -17,6 +17,7 @@ from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.knowledge.cli import eval_app, knowledge_app
 from healtrace.records.cli import records_app
 from healtrace.safety.cli import eval_triage_command, triage_command
+from healtrace.tools.cli import tools_app
 from healtrace.wechat.cli import wechat_app
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ app.add_typer(eval_app, name="eval", help="Evaluations (retrieval and triage qua
 app.add_typer(chain_app, name="chain")
 app.add_typer(records_app, name="records")
 app.add_typer(wechat_app, name="wechat")
+app.add_typer(tools_app, name="tools")
 app.command("verify")(verify_command)
 app.command("triage")(triage_command)
 eval_app.command("triage")(eval_triage_command)

@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from healtrace.knowledge.config import KnowledgeConfig
+from healtrace.mcp.config import McpServerConfig
 from healtrace.records.config import RecordsConfig
 from healtrace.records.fhir_config import FhirConfig
 from healtrace.rewards.config import RewardsConfig
@@ -265,6 +266,12 @@ class Settings(BaseSettings):
     retrieval_k: int = 3
     max_tool_rounds: int = 4
     tool_timeout_s: float = 20.0
+    #: Tools (by name) no tenant is offered, e.g. a plugin's tool that should stay off.
+    tools_disabled: list[str] = Field(default_factory=list)
+    #: External MCP servers whose tools are mounted, as JSON: a list of
+    #: ``{"name", "transport": "stdio"|"http", "command"|"url", ...}``
+    #: (see :class:`healtrace.mcp.config.McpServerConfig`).
+    mcp_servers: list[McpServerConfig] = Field(default_factory=list)
     #: Tokens of history (estimated) sent to the model; older turns are summarised away.
     context_tokens: int = 3072
     #: Stream the model's reasoning to clients as ``reasoning`` events (never mixed into answers).

@@ -72,6 +72,10 @@ MESSAGES: dict[str, tuple[str, str]] = {
         "A tool the assistant needed ('{tool}') failed. Please try again later.",
         "助手需要的工具（{tool}）出错，请稍后重试。",
     ),
+    "tool_approval_needed": (
+        "The assistant would like to run '{tool}' for you. It runs only if you approve it.",
+        "助手需要为您运行「{tool}」，只有在您同意后才会运行。",
+    ),
     "too_many_tool_rounds": (
         "The assistant could not finish within its step limit. Please rephrase your question.",
         "助手未能在步骤上限内完成，请换个说法再问。",

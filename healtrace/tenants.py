@@ -19,7 +19,14 @@ if TYPE_CHECKING:
     from healtrace.agent.citations import KnowledgeSearch, SearchHit
     from healtrace.config import Settings
 
-__all__ = ["TenantConfig", "fuse_hits", "tenant_config", "tenant_locale", "tenant_search"]
+__all__ = [
+    "TenantConfig",
+    "fuse_hits",
+    "tenant_allows_tool",
+    "tenant_config",
+    "tenant_locale",
+    "tenant_search",
+]
 
 
 class TenantConfig(BaseModel):
@@ -34,11 +41,27 @@ class TenantConfig(BaseModel):
     default_locale: Literal["en", "zh-CN"] | None = None
     #: How people know the tenant (e.g. the hospital's name).
     display_name: str = ""
+    #: Only these tools (by name) are offered to the tenant's sessions; None: all.
+    tools_enabled: list[str] | None = None
+    #: Tools the tenant's sessions are never offered.
+    tools_disabled: list[str] = Field(default_factory=list)
 
 
 def tenant_config(settings: Settings, tenant_id: str | None) -> TenantConfig | None:
     """The settings of ``tenant_id`` (None: the ``default`` tenant), if it has any."""
     return settings.tenants.get(tenant_id or "default")
+
+
+def tenant_allows_tool(settings: Settings, tenant_id: str | None, name: str) -> bool:
+    """Whether ``tenant_id``'s sessions may be offered the tool ``name``."""
+    if name in settings.tools_disabled:
+        return False
+    tenant = tenant_config(settings, tenant_id)
+    if tenant is None:
+        return True
+    if tenant.tools_enabled is not None and name not in tenant.tools_enabled:
+        return False
+    return name not in tenant.tools_disabled
 
 
 def tenant_locale(settings: Settings, tenant_id: str | None) -> str:

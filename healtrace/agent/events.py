@@ -100,6 +100,22 @@ class ToolCallEvent(_Event):
     arguments: dict[str, Any] | str
 
 
+class ApprovalRequired(_Event):
+    """A tool call that runs only once the patient approves it; it was not run.
+
+    To approve, send the next ``user_message`` with ``approvals: [approval_id]``; the call
+    runs when the model makes it again with the same arguments."""
+
+    type: Literal["approval_required"] = "approval_required"
+    turn_id: str
+    call_id: str
+    name: str
+    arguments: dict[str, Any] | str
+    approval_id: str
+    #: What to show the patient, in their language.
+    message: str
+
+
 class ToolResultEvent(_Event):
     type: Literal["tool_result"] = "tool_result"
     turn_id: str
@@ -171,6 +187,7 @@ Event = Annotated[
     | Token
     | Reasoning
     | ToolCallEvent
+    | ApprovalRequired
     | ToolResultEvent
     | Citation
     | AnswerDone

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import json
 import logging
 import time
@@ -22,6 +23,7 @@ from healtrace.agent.citations import KnowledgeSearch, Source, render_excerpts
 from healtrace.agent.context import ContextWindow, build_context, transcript_for_summary
 from healtrace.agent.events import (
     AnswerDone,
+    ApprovalRequired,
     ErrorEvent,
     Event,
     Reasoning,
@@ -50,8 +52,8 @@ from healtrace.chain.evidence import EvidenceRecord, build_record, sha256_text
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError, localized
 from healtrace.prompts import PROMPT_VERSION, load_prompt
-from healtrace.tenants import tenant_search
-from healtrace.tools.core import ToolContext, ToolOutcome, ToolRegistry
+from healtrace.tenants import tenant_allows_tool, tenant_search
+from healtrace.tools.core import Tool, ToolContext, ToolOutcome, ToolRegistry
 
 if TYPE_CHECKING:
     from healtrace.audit import AuditLog
@@ -78,6 +80,8 @@ class UserTurn:
     voice: dict[str, Any] | None = None
     #: Images the patient attached (ids from ``POST /v1/images``, of the turn's tenant).
     image_ids: tuple[str, ...] = ()
+    #: Tool calls the patient approved (``approval_id`` of an ``approval_required`` event).
+    approvals: frozenset[str] = frozenset()
 
 
 class OpenHandoff(Protocol):
@@ -269,6 +273,23 @@ class Orchestrator:
             prompt += "\n\n" + load_prompt("tools_fallback", locale).replace("{tools}", described)
         return prompt
 
+    def tools_for(self, turn: UserTurn) -> ToolRegistry:
+        """The tools this turn may be offered; decided here, in code, not by the model.
+
+        Image tools only with images (nothing to look at otherwise); record and reward
+        tools only for a signed-in patient (nobody to act for otherwise); only tools that
+        serve the turn's locale and that the tenant has not switched off."""
+        settings = self.settings
+
+        def offered(t: Tool) -> bool:
+            if "images" in t.permissions and not turn.image_ids:
+                return False
+            if turn.patient_id is None and {"records", "rewards"} & set(t.permissions):
+                return False
+            return t.serves(turn.locale) and tenant_allows_tool(settings, turn.tenant_id, t.name)
+
+        return self.tools.where(offered)
+
     # --- the turn -------------------------------------------------------------------------
 
     async def run_turn(
@@ -336,13 +357,7 @@ class Orchestrator:
             stores=self.stores,
         )
         native = self.model.native_tools
-        # Image tools are offered only in turns that carry images: without one there is
-        # nothing for them to look at.
-        tools = self.tools if turn.image_ids else self.tools.without("images")
-        if turn.patient_id is None:
-            # Record and reward tools act for the signed-in patient; without one they have
-            # nobody to act for.
-            tools = tools.without("records").without("rewards")
+        tools = self.tools_for(turn)
         system = self.system_prompt(turn.locale, with_text_tools=not native, tools=tools)
         window = build_context(
             system,
@@ -519,7 +534,34 @@ class Orchestrator:
                         name=call.name,
                         arguments=_args_for_event(call.arguments),
                     )
-                outcomes = await self._run_tools(calls, ctx, cancel, tools)
+                runnable, waiting, approved = _approval_gate(turn, calls, tools)
+                for call, approval_id in waiting:
+                    yield ApprovalRequired(
+                        session_id=turn.session_id,
+                        turn_id=turn.turn_id,
+                        call_id=call.id,
+                        name=call.name,
+                        arguments=_args_for_event(call.arguments),
+                        approval_id=approval_id,
+                        message=localized("tool_approval_needed", turn.locale, tool=call.name),
+                    )
+                if self.audit is not None:
+                    for call, approval_id in approved:
+                        await self.audit.append(
+                            tenant_id=session.tenant_id,
+                            actor="patient",
+                            action="tool_approved",
+                            session_id=turn.session_id,
+                            details={"tool": call.name, "approval_id": approval_id},
+                        )
+                ran = await self._run_tools(runnable, ctx, cancel, tools) if runnable else []
+                by_id = {o.call_id: o for o in ran}
+                # What the model hears of a held call: not run, ask the patient.
+                outcomes = [
+                    by_id.get(c.id)
+                    or ToolOutcome(c.id, c.name, False, _APPROVAL_PENDING.format(tool=c.name))
+                    for c in calls
+                ]
                 tools_ok += sum(1 for o in outcomes if o.ok)
                 messages.append(
                     ChatMessage(role="assistant", content=round_text, tool_calls=tuple(calls))
@@ -926,6 +968,42 @@ def localized_summary_label(locale: str) -> str:
         if locale.lower().startswith("zh")
         else "Summary of the earlier conversation"
     )
+
+
+_APPROVAL_PENDING = (
+    "Not run: {tool} needs the patient's approval first. The patient has been asked to "
+    "approve it; tell them what it would do and that it runs once they approve."
+)
+
+
+def approval_id(session_id: str, call: ToolCall) -> str:
+    """The id a patient approves one call by: the session, the tool and its arguments
+    (key order ignored), so an approval fits that exact call and nothing else."""
+    name, canonical = _call_key(call)
+    digest = hashlib.sha256(f"{session_id}\n{name}\n{canonical}".encode()).hexdigest()
+    return digest[:24]
+
+
+def _approval_gate(
+    turn: UserTurn, calls: list[ToolCall], tools: ToolRegistry
+) -> tuple[list[ToolCall], list[tuple[ToolCall, str]], list[tuple[ToolCall, str]]]:
+    """Split calls into those that may run, those held for approval (with their approval
+    id), and those among the runnable that run because the patient approved them."""
+    runnable: list[ToolCall] = []
+    held: list[tuple[ToolCall, str]] = []
+    approved: list[tuple[ToolCall, str]] = []
+    for call in calls:
+        t = tools.get(call.name)
+        if t is None or not t.needs_approval:
+            runnable.append(call)
+            continue
+        aid = approval_id(turn.session_id, call)
+        if aid in turn.approvals:
+            runnable.append(call)
+            approved.append((call, aid))
+        else:
+            held.append((call, aid))
+    return runnable, held, approved
 
 
 def _call_key(call: ToolCall) -> tuple[str, str]:

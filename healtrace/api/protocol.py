@@ -46,6 +46,10 @@ class UserMessage(_Frame):
     image_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
         default_factory=list, max_length=4
     )
+    #: Tool calls the patient approves (``approval_id`` of ``approval_required`` events).
+    approvals: list[Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]] = Field(
+        default_factory=list, max_length=8
+    )
 
 
 class Cancel(_Frame):

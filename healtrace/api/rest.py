@@ -12,7 +12,14 @@ from pydantic import BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from healtrace import __version__
-from healtrace.agent.events import AnswerDone, ErrorEvent, ToolCallEvent, TriageEvent, TurnHeld
+from healtrace.agent.events import (
+    AnswerDone,
+    ApprovalRequired,
+    ErrorEvent,
+    ToolCallEvent,
+    TriageEvent,
+    TurnHeld,
+)
 from healtrace.agent.memory import MessageRecord, SessionInfo
 from healtrace.agent.orchestrator import UserTurn
 from healtrace.api._http import KeyId, error_response, pick_locale, request_locale, services_of
@@ -124,6 +131,11 @@ class MessageIn(BaseModel):
     image_ids: list[Annotated[str, Field(pattern=r"^[0-9a-f]{64}$")]] = Field(
         default_factory=list, max_length=4
     )
+    #: Tool calls the patient approves (``approval_id`` from an earlier answer's
+    #: ``approvals_required``).
+    approvals: list[Annotated[str, Field(pattern=r"^[0-9a-f]{24}$")]] = Field(
+        default_factory=list, max_length=8
+    )
 
 
 class TurnOut(BaseModel):
@@ -142,6 +154,10 @@ class TurnOut(BaseModel):
     #: The answer's evidence record hash; its receipt is at ``/v1/evidence/{hash}`` once
     #: anchored (null when evidence is off or the turn was held).
     evidence_hash: str | None = None
+    #: Tool calls that were not run because they need the patient's approval: each
+    #: ``approval_id``, ``name``, ``arguments``, ``message``. Send the ids back in
+    #: ``approvals`` with the next message to approve.
+    approvals_required: list[dict[str, Any]] = []
 
 
 class ErrorBody(BaseModel):
@@ -253,6 +269,7 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
         tenant_id=session.tenant_id,
         patient_id=session.patient_id,
         image_ids=tuple(body.image_ids),
+        approvals=frozenset(body.approvals),
     )
     try:
         services.runner.start(turn)
@@ -260,6 +277,7 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
         await events.aclose()
         return error_response(exc.code, locale)
     calls: list[dict[str, Any]] = []
+    approvals: list[dict[str, Any]] = []
     triage: dict[str, Any] | None = None
     try:
         async for event in events:
@@ -283,6 +301,10 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
                 calls.append(
                     {"id": event.call_id, "name": event.name, "arguments": event.arguments}
                 )
+            elif isinstance(event, ApprovalRequired):
+                approvals.append(
+                    event.model_dump(include={"approval_id", "name", "arguments", "message"})
+                )
             elif isinstance(event, AnswerDone):
                 return TurnOut(
                     turn_id=turn.turn_id,
@@ -294,6 +316,7 @@ async def post_message(request: Request, key_id: KeyId, session_id: str, body: M
                     triage=triage,
                     checks=event.checks,
                     evidence_hash=event.evidence_hash,
+                    approvals_required=approvals,
                 )
             elif isinstance(event, ErrorEvent):
                 response = error_response(event.code, locale)

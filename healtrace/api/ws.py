@@ -289,6 +289,7 @@ class _Connection:
             tenant_id=self.tenant_id,
             patient_id=self.patient_id,
             image_ids=tuple(frame.image_ids),
+            approvals=frozenset(frame.approvals),
         )
         try:
             self.services.runner.start(turn)

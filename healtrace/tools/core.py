@@ -12,6 +12,10 @@
 The first parameter, if annotated ``ToolContext``, receives the run context and is not
 part of the schema. Raise :class:`ToolRetry` to tell the model to try again (bad
 arguments, nothing found); any other failure is infrastructure and ends the turn.
+
+Tools that come from elsewhere (an MCP server, a LangChain or LlamaIndex tool) have a JSON
+schema rather than a Python signature: :func:`schema_tool` wraps those, validating the
+arguments against the schema before the call.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field, replace
 from importlib.metadata import entry_points
-from typing import Any, Literal, get_type_hints, overload
+from typing import Any, Literal, get_args, get_type_hints, overload
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
 
@@ -36,7 +40,10 @@ from healtrace.errors import HealTraceError, ToolInfraError
 log = logging.getLogger(__name__)
 
 Permission = Literal["records", "rewards", "network", "images", "speech", "knowledge"]
+PERMISSIONS: tuple[Permission, ...] = get_args(Permission)
 ENTRY_POINT_GROUP = "healtrace.tools"
+#: What OpenAI-compatible servers accept as a function name.
+TOOL_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 
 
 class ToolRetry(HealTraceError):
@@ -63,30 +70,158 @@ class ToolContext:
 
 @dataclass(frozen=True, slots=True)
 class Tool:
+    """One callable tool and what it needs.
+
+    Arguments are checked before the call: against ``params_model`` for Python tools, or
+    against ``input_schema`` (JSON Schema) for tools described by one.
+    """
+
     name: str
     description: str
     fn: Callable[..., Awaitable[Any]]
-    params_model: type[BaseModel]
+    #: Python tools: the arguments as a model. None for schema-described tools.
+    params_model: type[BaseModel] | None
     takes_context: bool
     timeout_s: float | None = None
+    #: What the tool reaches: "records" and "rewards" act for the signed-in patient (offered
+    #: only when there is one), "network" calls out of the service, "images" looks at the
+    #: turn's photos (offered only when it has some).
     permissions: tuple[Permission, ...] = ()
+    #: It reads data that the patient's consent governs; the tool must check the consent
+    #: gate itself, and the MCP server offers it only to a patient's own key.
     needs_consent: bool = False
+    #: The orchestrator runs it only once the patient approved this exact call.
     needs_approval: bool = False
+    #: Locales the tool serves (empty: every locale).
+    locales: tuple[str, ...] = ()
     source: str = "builtin"
+    #: Schema-described tools: the JSON Schema of the arguments object.
+    input_schema: dict[str, Any] | None = field(default=None, compare=False)
     #: What the model is told; built once, since schema generation is slow.
     spec: ToolSpec = field(init=False, compare=False)
+    _validator: Any = field(init=False, compare=False, repr=False)
 
     def __post_init__(self) -> None:
-        schema = self.params_model.model_json_schema()
-        schema.pop("title", None)
+        if self.params_model is not None:
+            schema = self.params_model.model_json_schema()
+            schema.pop("title", None)
+            validator = None
+        else:
+            if self.input_schema is None:
+                raise TypeError(f"tool {self.name}: needs params_model or input_schema")
+            schema = check_input_schema(self.name, self.input_schema)
+            validator = _jsonschema_validator(schema)
         spec = ToolSpec(name=self.name, description=self.description, parameters=schema)
         object.__setattr__(self, "spec", spec)
+        object.__setattr__(self, "_validator", validator)
 
-    async def call(self, ctx: ToolContext, args: BaseModel) -> Any:
+    def serves(self, locale: str) -> bool:
+        """Whether the tool is offered in ``locale`` ("zh" matches "zh-CN")."""
+        if not self.locales:
+            return True
+        lang = locale.split("-")[0].lower()
+        return any(loc == locale or loc.split("-")[0].lower() == lang for loc in self.locales)
+
+    def parse(self, raw: dict[str, Any]) -> Any:
+        """The validated arguments; raises :class:`ToolRetry` with what is wrong."""
+        if self.params_model is not None:
+            try:
+                return self.params_model.model_validate(raw)
+            except ValidationError as exc:
+                problems = "; ".join(
+                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+                    for e in exc.errors(include_url=False)
+                )
+                raise ToolRetry(f"Invalid arguments: {problems}.") from exc
+        errors = sorted(self._validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
+        if errors:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in e.absolute_path) or 'arguments'}: {e.message}"
+                for e in errors[:5]
+            )
+            raise ToolRetry(f"Invalid arguments: {problems}.")
+        return raw
+
+    async def call(self, ctx: ToolContext, args: Any) -> Any:
+        if self.params_model is None:
+            return await self.fn(ctx, dict(args))
         kwargs = {name: getattr(args, name) for name in type(args).model_fields}
         if self.takes_context:
             return await self.fn(ctx, **kwargs)
         return await self.fn(**kwargs)
+
+
+def _jsonschema_validator(schema: dict[str, Any]) -> Any:
+    from jsonschema import validators
+
+    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
+    return cls(schema)
+
+
+def check_input_schema(name: str, schema: Any) -> dict[str, Any]:
+    """``schema`` if it is a valid JSON Schema of an arguments object; else ``TypeError``."""
+    from jsonschema import SchemaError, validators
+
+    if not isinstance(schema, dict):
+        raise TypeError(f"tool {name}: the input schema must be a JSON object")
+    if schema.get("type", "object") != "object":
+        raise TypeError(f"tool {name}: the input schema must describe an object")
+    cls = validators.validator_for(schema, default=validators.Draft202012Validator)
+    try:
+        cls.check_schema(schema)
+    except SchemaError as exc:
+        raise TypeError(f"tool {name}: invalid input schema: {exc.message}") from exc
+    out = dict(schema)
+    out.setdefault("type", "object")
+    out.setdefault("properties", {})
+    return out
+
+
+def check_tool(t: Tool) -> None:
+    """Raise ``TypeError`` if ``t`` cannot be offered to a model."""
+    if not TOOL_NAME.match(t.name):
+        raise TypeError(
+            f"tool name {t.name!r} must be 1-64 letters, digits, '_' or '-' (OpenAI function names)"
+        )
+    if not t.description.strip():
+        raise TypeError(f"tool {t.name}: needs a description, the model reads it")
+    unknown = [p for p in t.permissions if p not in PERMISSIONS]
+    if unknown:
+        raise TypeError(f"tool {t.name}: unknown permission(s) {unknown}; known: {PERMISSIONS}")
+    if t.timeout_s is not None and not t.timeout_s > 0:
+        raise TypeError(f"tool {t.name}: timeout_s must be positive")
+
+
+def schema_tool(
+    name: str,
+    description: str,
+    input_schema: dict[str, Any],
+    fn: Callable[[ToolContext, dict[str, Any]], Awaitable[Any]],
+    *,
+    timeout_s: float | None = None,
+    permissions: Iterable[Permission] = (),
+    needs_consent: bool = False,
+    needs_approval: bool = False,
+    locales: Iterable[str] = (),
+    source: str = "builtin",
+) -> Tool:
+    """A tool described by a JSON Schema; ``fn(ctx, arguments)`` gets validated arguments."""
+    t = Tool(
+        name=name,
+        description=description,
+        fn=fn,
+        params_model=None,
+        takes_context=True,
+        timeout_s=timeout_s,
+        permissions=tuple(permissions),
+        needs_consent=needs_consent,
+        needs_approval=needs_approval,
+        locales=tuple(locales),
+        source=source,
+        input_schema=input_schema,
+    )
+    check_tool(t)
+    return t
 
 
 _SECTION = re.compile(r"^(Args|Arguments|Parameters|Returns|Raises|Yields|Examples?|Notes?):\s*$")
@@ -132,6 +267,7 @@ def make_tool(
     permissions: Iterable[Permission] = (),
     needs_consent: bool = False,
     needs_approval: bool = False,
+    locales: Iterable[str] = (),
     source: str = "builtin",
 ) -> Tool:
     if not inspect.iscoroutinefunction(fn):
@@ -160,7 +296,7 @@ def make_tool(
         __config__=ConfigDict(extra="forbid"),
         **fields,
     )
-    return Tool(
+    made = Tool(
         name=tool_name,
         description=description,
         fn=fn,
@@ -170,8 +306,11 @@ def make_tool(
         permissions=tuple(permissions),
         needs_consent=needs_consent,
         needs_approval=needs_approval,
+        locales=tuple(locales),
         source=source,
     )
+    check_tool(made)
+    return made
 
 
 @overload
@@ -186,6 +325,7 @@ def tool(
     permissions: Iterable[Permission] = (),
     needs_consent: bool = False,
     needs_approval: bool = False,
+    locales: Iterable[str] = (),
 ) -> Callable[[Callable[..., Awaitable[Any]]], Tool]: ...
 
 
@@ -197,6 +337,7 @@ def tool(
     permissions: Iterable[Permission] = (),
     needs_consent: bool = False,
     needs_approval: bool = False,
+    locales: Iterable[str] = (),
 ) -> Tool | Callable[[Callable[..., Awaitable[Any]]], Tool]:
     """Turn an async function into a :class:`Tool` (usable bare or with options)."""
 
@@ -208,6 +349,7 @@ def tool(
             permissions=permissions,
             needs_consent=needs_consent,
             needs_approval=needs_approval,
+            locales=locales,
         )
 
     return wrap(fn) if fn is not None else wrap
@@ -259,14 +401,18 @@ class ToolRegistry:
     def get(self, name: str) -> Tool | None:
         return self._tools.get(name)
 
-    def without(self, permission: Permission) -> ToolRegistry:
-        """A registry of the tools that do not need ``permission``."""
+    def where(self, keep: Callable[[Tool], bool]) -> ToolRegistry:
+        """A registry of the tools ``keep`` accepts (load errors carried over)."""
         kept = ToolRegistry(
-            (t for t in self._tools.values() if permission not in t.permissions),
+            (t for t in self._tools.values() if keep(t)),
             default_timeout_s=self.default_timeout_s,
         )
         kept.load_errors = list(self.load_errors)
         return kept
+
+    def without(self, permission: Permission) -> ToolRegistry:
+        """A registry of the tools that do not need ``permission``."""
+        return self.where(lambda t: permission not in t.permissions)
 
     def specs(self) -> tuple[ToolSpec, ...]:
         return tuple(t.spec for t in self._tools.values())
@@ -286,13 +432,9 @@ class ToolRegistry:
         if not isinstance(raw, dict):
             return ToolOutcome(call_id, name, False, "Arguments must be a JSON object.")
         try:
-            args = t.params_model.model_validate(raw)
-        except ValidationError as exc:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                for e in exc.errors(include_url=False)
-            )
-            return ToolOutcome(call_id, name, False, f"Invalid arguments: {problems}.")
+            args = t.parse(raw)
+        except ToolRetry as exc:
+            return ToolOutcome(call_id, name, False, str(exc.detail or exc))
         timeout = t.timeout_s if t.timeout_s is not None else self.default_timeout_s
         try:
             async with asyncio.timeout(timeout):
@@ -313,24 +455,40 @@ def load_tools(
 ) -> ToolRegistry:
     """Every tool registered through the ``healtrace.tools`` entry-point group.
 
-    An entry point names a :class:`Tool` or an iterable of them. A broken plugin is
-    reported in ``registry.load_errors`` and skipped; start-up goes on.
+    An entry point names a :class:`Tool` or an iterable of them (built-in tools register
+    the same way, as ``builtin``). A plugin that fails to import, names something that is
+    not a tool, or describes a tool a model cannot be offered is reported in
+    ``registry.load_errors`` and skipped as a whole; start-up goes on. Tools named in
+    ``HEALTRACE_TOOLS_DISABLED`` are left out.
     """
     registry = ToolRegistry(default_timeout_s=settings.tool_timeout_s)
     wanted = set(enabled) if enabled is not None else None
+    disabled = set(settings.tools_disabled)
     for ep in sorted(entry_points(group=group), key=lambda e: (e.name != "builtin", e.name)):
+        src = "builtin" if ep.name == "builtin" else f"plugin:{ep.name}"
         try:
             loaded = ep.load()
             items = [loaded] if isinstance(loaded, Tool) else list(loaded)
             for item in items:
                 if not isinstance(item, Tool):
                     raise TypeError(f"{item!r} is not a healtrace Tool")
-                if wanted is not None and item.name not in wanted:
-                    continue
-                src = "builtin" if ep.name == "builtin" else f"plugin:{ep.name}"
-                registry.register(replace(item, source=src))
+                check_tool(item)
         except Exception as exc:  # noqa: BLE001 - a broken plugin must not stop start-up
             message = f"tool plugin {ep.name!r} ({ep.value}) was skipped: {exc}"
             log.error(message)
             registry.load_errors.append(message)
+            continue
+        for item in items:
+            if item.name in disabled or (wanted is not None and item.name not in wanted):
+                continue
+            existing = registry.get(item.name)
+            if existing is not None:
+                message = (
+                    f"tool {item.name!r} of plugin {ep.name!r} was skipped: "
+                    f"{existing.source} already registers that name"
+                )
+                log.error(message)
+                registry.load_errors.append(message)
+                continue
+            registry.register(replace(item, source=src))
     return registry

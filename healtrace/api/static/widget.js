@@ -10,6 +10,7 @@
 
   const T = {
     en: {
+      approve: "Approve", approved: "I approve.",
       title: "Health assistant", open: "Open the health assistant chat", close: "Close chat",
       greeting: "Hello! Ask me a health question. I am not a doctor; in an emergency call your local emergency number.",
       placeholder: "Type your question…", input: "Your message", send: "Send", stop: "Stop",
@@ -28,6 +29,7 @@
       noMic: "No microphone is available in this browser.", noVoice: "Voice input does not work in this browser.",
     },
     "zh-CN": {
+      approve: "同意", approved: "我同意。",
       title: "健康助手", open: "打开健康助手对话", close: "关闭对话",
       greeting: "您好！请问有什么健康问题？我不是医生；如遇紧急情况，请立即拨打急救电话。",
       placeholder: "请输入您的问题…", input: "您的消息", send: "发送", stop: "停止",
@@ -766,6 +768,7 @@ registerProcessor("pcm-capture", PcmCapture);
           break;
         case "citation": this.citations.push(ev); break;
         case "tool_result": this.consentPrompt(ev); break;
+        case "approval_required": this.approvalPrompt(ev); break;
         case "answer_done": {
           if (!this.current) this.current = this.add("assistant", "");
           const text = typeof ev.text === "string" && ev.text ? ev.text : this.current.textContent;
@@ -801,6 +804,21 @@ registerProcessor("pcm-capture", PcmCapture);
     }
 
     // A records lookup that was refused says how the patient can grant access.
+    // A tool call held for the patient's approval; approving sends its id with the next
+    // message (the server decides what runs, not this script).
+    approvalPrompt(ev) {
+      const ok = el("button", { type: "button", class: "approve", text: this.t.approve });
+      ok.addEventListener("click", () => {
+        const id = newId();
+        if (!this.send({ type: "user_message", text: this.t.approved, client_message_id: id, approvals: [String(ev.approval_id)] })) return;
+        ok.disabled = true;
+        this.sentHere.add(id);
+        this.add("user", this.t.approved);
+      });
+      this.add("consent", "").append(el("span", { text: String(ev.message || "") }),
+        el("code", { text: JSON.stringify(ev.arguments) }), ok);
+    }
+
     consentPrompt(ev) {
       let result;
       try { result = JSON.parse(ev.content); } catch (err) { return; }
