@@ -11,11 +11,17 @@ from healtrace.agent.events import Event, parse_event
 from healtrace.config import Settings
 
 PROMPT = "you> "
+APPROVE = "/approve"
 
 
-def _render(event: Event) -> None:
+def _render(event: Event, pending: list[str] | None = None) -> None:
     out = sys.stdout
-    if event.type == "token":
+    if event.type == "approval_required":
+        args = json.dumps(event.arguments, ensure_ascii=False)
+        out.write(f"\n  [{event.message} {event.name} {args} — type {APPROVE} to approve]\n")
+        if pending is not None:
+            pending.append(event.approval_id)
+    elif event.type == "token":
         out.write(event.text)
     elif event.type == "tool_call":
         out.write(f"\n  [tool {event.name} {json.dumps(event.arguments, ensure_ascii=False)}]\n")
@@ -27,6 +33,15 @@ def _render(event: Event) -> None:
     elif event.type == "error":
         out.write(f"\n! {event.message}\n")
     out.flush()
+
+
+def _approving(question: str, pending: list[str], locale: str) -> tuple[str, list[str]]:
+    """``/approve`` approves the calls the last answer asked about (sent as a message)."""
+    if question.strip() != APPROVE or not pending:
+        return question, []
+    approved = list(pending)
+    pending.clear()
+    return ("我同意。" if locale.startswith("zh") else "I approve."), approved
 
 
 async def _questions(first: str | None) -> AsyncIterator[str]:
@@ -59,14 +74,19 @@ async def chat_over_websocket(
             sys.stderr.write(f"{reply.get('message', reply)}\n")
             return 2
         sys.stderr.write(f"session {reply['session_id']}\n")
+        pending: list[str] = []
         async for question in _questions(message):
-            await ws.send(json.dumps({"type": "user_message", "text": question}))
+            text, approvals = _approving(question, pending, locale)
+            frame: dict[str, object] = {"type": "user_message", "text": text}
+            if approvals:
+                frame["approvals"] = approvals
+            await ws.send(json.dumps(frame))
             while True:
                 data = json.loads(await ws.recv())
                 if data.get("type") in ("hello_ok", "pong"):
                     continue
                 event = parse_event(json.dumps(data))
-                _render(event)
+                _render(event, pending)
                 if event.type == "answer_done" or (event.type == "error" and event.turn_id):
                     break
                 if event.type == "error" and message is not None:
@@ -88,10 +108,14 @@ async def chat_in_process(
             session = info.id
             sys.stderr.write(f"session {session}\n")
         failed = False
+        pending: list[str] = []
         async for question in _questions(message):
-            turn = UserTurn(session_id=session, text=question, locale=locale)
+            text, approvals = _approving(question, pending, locale)
+            turn = UserTurn(
+                session_id=session, text=text, locale=locale, approvals=frozenset(approvals)
+            )
             async for event in services.orchestrator.run_turn(turn):
-                _render(event)
+                _render(event, pending)
                 failed = event.type == "error"
         return 1 if failed else 0
     finally:

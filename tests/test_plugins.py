@@ -366,3 +366,13 @@ async def test_a_tool_that_needs_approval_runs_only_for_the_call_the_patient_app
     entries = [e for e in await audit.entries(session_id=sid) if e.action == "tool_approved"]
     assert len(entries) == 1 and entries[0].details["approval_id"] == request.approval_id
     model.assert_used_up()
+
+
+def test_the_terminal_chat_approves_what_the_last_answer_asked_about() -> None:
+    from healtrace.cli_chat import _approving
+
+    pending = ["a" * 24, "b" * 24]
+    assert _approving("hello", pending, "en") == ("hello", [])
+    assert _approving("/approve", pending, "zh-CN") == ("我同意。", ["a" * 24, "b" * 24])
+    assert pending == []
+    assert _approving("/approve", pending, "en") == ("/approve", [])
