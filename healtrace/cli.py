@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import logging
 import sys
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -15,6 +14,8 @@ from healtrace import __version__
 from healtrace.chain.cli import chain_app, verify_command
 from healtrace.config import ScriptedBackendConfig, Settings
 from healtrace.knowledge.cli import eval_app, knowledge_app
+from healtrace.logs import configure_logging
+from healtrace.mcp.cli import mcp_app
 from healtrace.records.cli import records_app
 from healtrace.safety.cli import eval_triage_command, triage_command
 from healtrace.tools.cli import tools_app
@@ -48,6 +49,7 @@ app.add_typer(chain_app, name="chain")
 app.add_typer(records_app, name="records")
 app.add_typer(wechat_app, name="wechat")
 app.add_typer(tools_app, name="tools")
+app.add_typer(mcp_app, name="mcp")
 app.command("verify")(verify_command)
 app.command("triage")(triage_command)
 eval_app.command("triage")(eval_triage_command)
@@ -80,14 +82,14 @@ def serve(
     if offline:
         overrides["llm_backends"] = [ScriptedBackendConfig(token_interval_ms=30)]
     settings = Settings(**overrides)  # type: ignore[arg-type]
-    logging.basicConfig(
-        level=settings.log_level.upper(), format="%(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(settings.log_level, settings=settings)
     uvicorn.run(
         create_app(settings),
         host=settings.host,
         port=settings.port,
         log_level=settings.log_level,
+        # uvicorn's loggers go through the redacting handler instead of their own.
+        log_config=None,
         # The app checks frames against HEALTRACE_MAX_FRAME_BYTES and answers with an error
         # event; the protocol limit above it only stops abuse (close code 1009).
         ws_max_size=max(settings.max_frame_bytes * 16, 1 << 20),
