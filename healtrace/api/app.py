@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.routing import Route
 
 from healtrace import __version__
 from healtrace.agent.citations import KnowledgeSearch
@@ -40,6 +41,7 @@ from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
 from healtrace.chain.client import RegistryChain
 from healtrace.config import Settings
 from healtrace.errors import HealTraceError
+from healtrace.mcp import server as mcp_server
 from healtrace.records.fhir_store import FhirStore
 from healtrace.records.ledger import ConsentLedger
 from healtrace.rewards.minter import TokenMinter
@@ -94,7 +96,8 @@ def create_app(
         for problem in services.tools.load_errors:
             log.error("%s", problem)
         try:
-            yield
+            async with mcp_server.McpHttp(services).run() as app.state.mcp:
+                yield
         finally:
             await services.aclose()
 
@@ -134,6 +137,8 @@ def create_app(
     app.include_router(widget.router)
     app.include_router(wechat.router)
     app.include_router(openai_compat.router)
+    # MCP clients: HealTrace's tools over streamable HTTP (healtrace.mcp.server).
+    app.router.routes.append(Route("/mcp", mcp_server.McpHttpEndpoint()))
     app.mount("/static", StaticFiles(directory=str(STATIC)), name="static")
 
     @app.get("/", include_in_schema=False)
