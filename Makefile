@@ -87,13 +87,34 @@ models: install
 	$(BIN)/healtrace models fetch
 
 lint: install
-	$(BIN)/ruff check healtrace tests benchmarks
-	$(BIN)/ruff format --check healtrace tests benchmarks
+	$(BIN)/ruff check healtrace tests benchmarks examples
+	$(BIN)/ruff format --check healtrace tests benchmarks examples
 
 typecheck: install
 	$(BIN)/mypy healtrace
+	$(BIN)/mypy examples/plugin-tool/src
 
-unit: install
+# The example plugin (examples/plugin-tool) goes into build/plugins, not into the venv: the
+# other tests load every installed tool, and the demo model calls every tool it is offered.
+# tests/test_plugin_example.py puts build/plugins on the path itself. The package is built
+# from a copy so setuptools leaves no build/ or egg-info behind in the example.
+PLUGIN_EXAMPLE := examples/plugin-tool
+PLUGINS_DIR := build/plugins
+PLUGIN_FILES := $(PLUGIN_EXAMPLE)/pyproject.toml $(PLUGIN_EXAMPLE)/README.md \
+	$(shell find $(PLUGIN_EXAMPLE)/src -type f -not -path '*/__pycache__/*' -not -path '*.egg-info/*')
+
+$(PLUGINS_DIR)/.installed: $(PLUGIN_FILES) | install
+	rm -rf $(PLUGINS_DIR) build/plugin-src && mkdir -p build/plugin-src
+	cp -r $(PLUGIN_EXAMPLE)/pyproject.toml $(PLUGIN_EXAMPLE)/README.md $(PLUGIN_EXAMPLE)/src build/plugin-src/
+	$(BIN)/pip install -q --no-deps --no-build-isolation --target $(PLUGINS_DIR) build/plugin-src
+	rm -rf build/plugin-src
+	@touch $@
+
+.PHONY: plugin-example
+plugin-example: $(PLUGINS_DIR)/.installed
+	PYTHONPATH=$(PLUGINS_DIR) $(BIN)/pytest -q $(PLUGIN_EXAMPLE)/tests
+
+unit: install plugin-example
 	$(BIN)/pytest -q
 
 bench: install models
