@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from healtrace.chain.client import RegistryChain
     from healtrace.chain.service import ChainService
     from healtrace.knowledge import KnowledgeBase
+    from healtrace.mcp.client import McpMounts
     from healtrace.records.fhir_store import FhirStore
     from healtrace.records.ledger import ConsentLedger
     from healtrace.records.service import RecordsService
@@ -68,9 +69,13 @@ class Services:
     rewards: RewardsService | None = None
     #: The knowledge base the service opened itself (None if disabled or passed in).
     knowledge: KnowledgeBase | None = None
+    #: Connections to the external MCP servers whose tools are mounted (None: none set).
+    mcp: McpMounts | None = None
 
     async def aclose(self) -> None:
         await self.runner.aclose()
+        if self.mcp is not None:
+            await self.mcp.aclose()
         if self.rewards is not None:
             await self.rewards.aclose()
             if self.rewards.minter is not None:
@@ -113,6 +118,11 @@ async def build_services(
         await router.load()
         model = router
     tools = tools if tools is not None else load_tools(settings)
+    mcp = None
+    if settings.mcp_servers:
+        from healtrace.mcp.client import mount_servers
+
+        mcp = await mount_servers(settings, tools)
     owned_kb = None
     if knowledge is None and settings.knowledge.enabled:
         owned_kb = await asyncio.to_thread(open_knowledge, settings)
@@ -159,6 +169,7 @@ async def build_services(
         evidence=EvidenceOutbox(db),
         chain=chain,
         knowledge=owned_kb,
+        mcp=mcp,
         settings=settings,
         db=db,
         store=store,
