@@ -58,7 +58,7 @@ $(LLAMA_WHEELS)/.built: | $(BIN)/python apt
 
 $(STAMP): pyproject.toml $(LLAMA_WHEELS)/.built | $(BIN)/python apt
 	$(BIN)/pip install -q --no-deps $(LLAMA_WHEELS)/llama_cpp_python-$(LLAMA_VERSION)-*.whl
-	$(BIN)/pip install -q -e '.[local,postgres,bridges,dev]'
+	$(BIN)/pip install -q -e '.[local,postgres,bridges,compare,dev]'
 	@touch $@
 
 ARTIFACTS := healtrace/chain/artifacts
