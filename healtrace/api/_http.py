@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import re
+from http import HTTPStatus
 from typing import Annotated, Any
 
 from fastapi import Depends, Header, Request, Response
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.exceptions import HTTPException
 
 from healtrace.agent.memory import KeyInfo
 from healtrace.api.ratelimit import RateLimited, limiter_of
@@ -147,6 +151,49 @@ def origin_allowed(origin: str | None, allowed: list[str]) -> bool:
     return "*" in allowed or origin.rstrip("/") in allowed
 
 
+class ErrorBody(BaseModel):
+    code: str
+    message: str
+
+
+class ErrorOut(BaseModel):
+    """HealTrace's error shape: a stable ``code`` and a message in the caller's language."""
+
+    error: ErrorBody
+
+
+#: What any route behind :data:`KeyId` may answer besides its own errors: 401 (no or bad
+#: key), 403 (a publishable key off its origins or routes), 422 (invalid parameters) and
+#: 429 (a publishable key's rate limit).
+KEY_ERRORS = (401, 403, 422, 429)
+
+
+def error_responses(
+    *statuses: int, model: type[BaseModel] = ErrorOut
+) -> dict[int | str, dict[str, Any]]:
+    """``responses=`` for a route: each status documented with the error shape ``model``."""
+    return {s: {"model": model, "description": HTTPStatus(s).phrase} for s in sorted(statuses)}
+
+
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            return _inline_refs(defs[ref.removeprefix("#/$defs/")], defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items() if k != "$defs"}
+    if isinstance(node, list):
+        return [_inline_refs(v, defs) for v in node]
+    return node
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``openapi_extra=`` documenting the JSON body of a route that reads the body itself
+    (to bound its size first): the model's schema with its definitions inlined."""
+    schema = model.model_json_schema()
+    inlined = _inline_refs(schema, schema.get("$defs", {}))
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": inlined}}}}
+
+
 STATUS_FOR_CODE = {
     "auth_required": 401,
     "auth_invalid": 401,
@@ -233,6 +280,16 @@ async def healtrace_error_handler(request: Request, exc: Exception) -> JSONRespo
     if exc.code == "rate_limited":
         response.headers["Retry-After"] = str(exc.params.get("retry_after", 1))
     return response
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """FastAPI's own HTTP errors in HealTrace's shape where they are the client's fault: a
+    body FastAPI cannot read (not UTF-8, say) is a 400 ``invalid_json``, not
+    ``{"detail": …}``. Other statuses keep FastAPI's answer."""
+    assert isinstance(exc, HTTPException)
+    if exc.status_code == 400:
+        return error_response("invalid_json", request_locale(request), status=400)
+    return await http_exception_handler(request, exc)
 
 
 def _upload_limit(request: Request) -> tuple[str, int] | None:

@@ -12,6 +12,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.routing import Route
 
 from healtrace import __version__
@@ -34,9 +35,11 @@ from healtrace.api import (
 from healtrace.api._http import (
     error_response,
     healtrace_error_handler,
+    http_error_handler,
     refuse_oversized_uploads,
     request_locale,
 )
+from healtrace.api._security import SecurityHeaders
 from healtrace.api.services import build_services, dev_key_path, ensure_dev_key
 from healtrace.chain.client import RegistryChain
 from healtrace.config import Settings
@@ -113,7 +116,10 @@ def create_app(
         allow_methods=["GET", "POST"],
         allow_headers=["Authorization", "X-API-Key", "Content-Type", "Accept-Language"],
     )
+    app.add_middleware(SecurityHeaders)
     app.add_exception_handler(HealTraceError, healtrace_error_handler)
+    # FastAPI's own 400s (a body that is not UTF-8) in HealTrace's error shape.
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
     app.middleware("http")(refuse_oversized_uploads)
 
     @app.exception_handler(RequestValidationError)

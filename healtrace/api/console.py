@@ -19,7 +19,7 @@ from pydantic import BaseModel, Field
 
 from healtrace.agent.memory import MessageRecord
 from healtrace.agent.sessions import Subscription
-from healtrace.api._http import origin_allowed, pick_locale, services_of
+from healtrace.api._http import error_responses, origin_allowed, pick_locale, services_of
 from healtrace.api.protocol import CLOSE_AUTH, CLOSE_ORIGIN
 from healtrace.api.services import Services
 from healtrace.errors import AuthError, NotFoundError, localized
@@ -55,6 +55,10 @@ async def current_clinician(
 Me = Annotated[ClinicianInfo, Depends(current_clinician)]
 
 
+#: What console routes answer besides success (sign-in, handoff state, validation).
+_ERRORS = error_responses(400, 401, 403, 404, 409, 422)
+
+
 @router.get("/console", include_in_schema=False)
 async def console_page() -> HTMLResponse:
     from healtrace.api.app import STATIC
@@ -62,7 +66,7 @@ async def console_page() -> HTMLResponse:
     return HTMLResponse(STATIC.joinpath("console.html").read_text(encoding="utf-8"))
 
 
-@router.post("/v1/console/login")
+@router.post("/v1/console/login", responses=_ERRORS)
 async def login(request: Request, response: Response, body: LoginIn) -> dict[str, Any]:
     services = services_of(request)
     clinician, token = await services.clinicians.login(
@@ -80,7 +84,7 @@ async def login(request: Request, response: Response, body: LoginIn) -> dict[str
     return {"clinician": clinician.to_dict()}
 
 
-@router.post("/v1/console/logout")
+@router.post("/v1/console/logout", responses=_ERRORS)
 async def logout(
     request: Request, response: Response, ht_console: Annotated[str | None, Cookie()] = None
 ) -> dict[str, bool]:
@@ -90,12 +94,12 @@ async def logout(
     return {"ok": True}
 
 
-@router.get("/v1/console/me")
+@router.get("/v1/console/me", responses=_ERRORS)
 async def me(clinician: Me) -> dict[str, Any]:
     return {"clinician": clinician.to_dict()}
 
 
-@router.get("/v1/console/queue")
+@router.get("/v1/console/queue", responses=_ERRORS)
 async def queue(request: Request, clinician: Me) -> dict[str, Any]:
     handoffs = await services_of(request).handoffs.queue(clinician.tenant_id)
     return {"handoffs": [h.to_dict() for h in handoffs]}
@@ -122,7 +126,7 @@ def _message_out(m: MessageRecord) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/console/sessions/{session_id}")
+@router.get("/v1/console/sessions/{session_id}", responses=_ERRORS)
 async def session_detail(request: Request, clinician: Me, session_id: str) -> dict[str, Any]:
     services = services_of(request)
     session = await _session_for(services, session_id, clinician)
@@ -146,19 +150,19 @@ async def session_detail(request: Request, clinician: Me, session_id: str) -> di
     }
 
 
-@router.post("/v1/console/handoffs/{handoff_id}/take")
+@router.post("/v1/console/handoffs/{handoff_id}/take", responses=_ERRORS)
 async def take(request: Request, clinician: Me, handoff_id: str) -> dict[str, Any]:
     info = await services_of(request).handoffs.take(handoff_id, clinician)
     return {"handoff": info.to_dict()}
 
 
-@router.post("/v1/console/handoffs/{handoff_id}/handback")
+@router.post("/v1/console/handoffs/{handoff_id}/handback", responses=_ERRORS)
 async def handback(request: Request, clinician: Me, handoff_id: str) -> dict[str, Any]:
     info = await services_of(request).handoffs.handback(handoff_id, clinician)
     return {"handoff": info.to_dict()}
 
 
-@router.post("/v1/console/sessions/{session_id}/messages")
+@router.post("/v1/console/sessions/{session_id}/messages", responses=_ERRORS)
 async def reply(request: Request, clinician: Me, session_id: str, body: ReplyIn) -> dict[str, Any]:
     services = services_of(request)
     await _session_for(services, session_id, clinician)
@@ -172,7 +176,7 @@ async def reply(request: Request, clinician: Me, session_id: str, body: ReplyIn)
     return {"message": _message_out(message)}
 
 
-@router.post("/v1/console/sessions/{session_id}/draft")
+@router.post("/v1/console/sessions/{session_id}/draft", responses=_ERRORS)
 async def draft(request: Request, clinician: Me, session_id: str) -> dict[str, str]:
     services = services_of(request)
     await _session_for(services, session_id, clinician)
@@ -180,7 +184,7 @@ async def draft(request: Request, clinician: Me, session_id: str) -> dict[str, s
     return {"draft_id": draft_id, "text": text}
 
 
-@router.get("/v1/console/audit")
+@router.get("/v1/console/audit", responses=_ERRORS)
 async def audit(request: Request, clinician: Me, session_id: str | None = None) -> dict[str, Any]:
     services = services_of(request)
     if session_id is not None:

@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Request
 
-from healtrace.api._http import KeyId, services_of
+from healtrace.api._http import KEY_ERRORS, KeyId, error_responses, services_of
 from healtrace.errors import InputError
 
 router = APIRouter(tags=["evidence"])
@@ -19,7 +19,7 @@ router = APIRouter(tags=["evidence"])
 _HASH = re.compile(r"^0x[0-9a-fA-F]{64}$")
 
 
-@router.get("/v1/evidence/{record_hash}")
+@router.get("/v1/evidence/{record_hash}", responses=error_responses(400, 404, 409, 422))
 async def get_receipt(request: Request, record_hash: str) -> dict[str, Any]:
     """The receipt of an answer's evidence record, to keep and verify with
     ``healtrace verify RECEIPT.json --rpc URL``.
@@ -37,7 +37,7 @@ async def get_receipt(request: Request, record_hash: str) -> dict[str, Any]:
     return out
 
 
-@router.get("/v1/chain")
+@router.get("/v1/chain", responses=error_responses(*KEY_ERRORS))
 async def chain_status(request: Request, _key: KeyId) -> dict[str, Any]:
     """Where evidence is anchored, how much waits, and the last anchoring problem."""
     services = services_of(request)

@@ -9,7 +9,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import Response
 
-from healtrace.api._http import KeyId, request_locale, services_of
+from healtrace.api._http import KEY_ERRORS, KeyId, error_responses, request_locale, services_of
 from healtrace.errors import InputError
 from healtrace.vision.service import analyze_upload
 
@@ -28,7 +28,7 @@ async def _read_limited(upload: UploadFile, limit: int) -> bytes:
     return b"".join(parts)
 
 
-@router.post("/v1/images")
+@router.post("/v1/images", responses=error_responses(*KEY_ERRORS, 400, 413, 415))
 async def upload_image(
     request: Request,
     key_id: KeyId,
@@ -58,7 +58,20 @@ async def upload_image(
     )
 
 
-@router.get("/v1/images/{image_id}/thumbnail", response_class=Response)
+@router.get(
+    "/v1/images/{image_id}/thumbnail",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The thumbnail",
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in ("image/jpeg", "image/png")
+            },
+        },
+        **error_responses(*KEY_ERRORS, 404),
+    },
+)
 async def thumbnail(request: Request, key_id: KeyId, image_id: str) -> Response:
     """A small PNG/JPEG of a stored photo (only for the tenant that uploaded it)."""
     from healtrace.vision.intake import ImageStore

@@ -11,7 +11,7 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
-from healtrace.api._http import KeyId, request_locale
+from healtrace.api._http import KEY_ERRORS, KeyId, error_responses, request_locale
 from healtrace.errors import InputError
 from healtrace.labs.service import MAX_TEXT_CHARS, interpret_input
 
@@ -32,7 +32,7 @@ class LabsIn(BaseModel):
     locale: Literal["en", "zh-CN"] | None = None
 
 
-@router.post("/v1/labs/interpret")
+@router.post("/v1/labs/interpret", responses=error_responses(*KEY_ERRORS, 400, 413, 415))
 async def interpret_labs(request: Request, _key: KeyId, body: LabsIn) -> dict[str, Any]:
     """Flags, reference ranges, derived values (eGFR, anion gap …), patterns and warnings.
 

@@ -45,6 +45,8 @@ from healtrace.agent.sessions import Subscription
 from healtrace.api._http import (
     STATUS_FOR_CODE,
     bearer_token,
+    body_schema,
+    error_responses,
     pick_locale,
     request_locale,
     services_of,
@@ -85,6 +87,23 @@ class ChatRequestError(InputError):
     def __init__(self, code: str, *, param: str | None = None, **params: Any) -> None:
         super().__init__(code=code, **params)
         self.param = param
+
+
+class OpenAIErrorBody(BaseModel):
+    message: str
+    type: Literal["invalid_request_error", "server_error"]
+    code: str
+    param: str | None = None
+
+
+class OpenAIErrorOut(BaseModel):
+    """OpenAI's error shape, with HealTrace's error code as ``code``."""
+
+    error: OpenAIErrorBody
+
+
+#: 401 no or bad key; 403 a publishable key (never an OpenAI key).
+_AUTH_ERRORS = (401, 403)
 
 
 # --- the request --------------------------------------------------------------------------
@@ -315,7 +334,7 @@ def _model_card() -> dict[str, Any]:
     return {"id": MODEL_ID, "object": "model", "created": _CREATED, "owned_by": "healtrace"}
 
 
-@router.get("/v1/models")
+@router.get("/v1/models", responses=error_responses(*_AUTH_ERRORS, model=OpenAIErrorOut))
 async def list_models(request: Request) -> Response:
     """The models this service offers, in the OpenAI list shape (one: ``healtrace``)."""
     locale = request_locale(request)
@@ -326,7 +345,10 @@ async def list_models(request: Request) -> Response:
     return JSONResponse({"object": "list", "data": [_model_card()]})
 
 
-@router.get("/v1/models/{model_id}")
+@router.get(
+    "/v1/models/{model_id}",
+    responses=error_responses(*_AUTH_ERRORS, 404, 422, model=OpenAIErrorOut),
+)
 async def get_model(request: Request, model_id: str) -> Response:
     locale = request_locale(request)
     try:
@@ -495,7 +517,21 @@ def _usage(prompt_tokens: int, content: str) -> dict[str, int]:
     }
 
 
-@router.post("/v1/chat/completions")
+@router.post(
+    "/v1/chat/completions",
+    responses={
+        200: {
+            "description": "The completion, or its chunks as server-sent events",
+            "content": {"text/event-stream": {"schema": {"type": "string"}}},
+        },
+        # 400 a request HealTrace cannot run; 404 an unknown model or session; 409 a turn
+        # is running in that session; 413 too large; 502/503 the model failed or is down.
+        **error_responses(
+            *_AUTH_ERRORS, 400, 404, 409, 413, 429, 500, 502, 503, model=OpenAIErrorOut
+        ),
+    },
+    openapi_extra=body_schema(ChatCompletionRequest),
+)
 async def chat_completions(request: Request) -> Response:
     """Run the conversation's last user message as a HealTrace turn (OpenAI request shape;
     ``stream: true`` for server-sent chunks)."""

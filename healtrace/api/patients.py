@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
 
-from healtrace.api._http import KeyId, request_locale, services_of
+from healtrace.api._http import KEY_ERRORS, KeyId, error_responses, request_locale, services_of
 from healtrace.chain.consent_sig import GrantConsent, typed_data
 from healtrace.errors import AuthError, InputError
 from healtrace.records.consent import SIGNATURE_TTL_S
@@ -43,6 +43,11 @@ async def current_patient(request: Request, key_id: KeyId) -> PatientInfo:
 
 Me = Annotated[PatientInfo, Depends(current_patient)]
 
+#: A patient's routes: 400 bad scope, grantee or duration; 403 not a patient key or a
+#: signature not the patient's; 404 no such patient or grant; 409 a wallet patient, a
+#: replayed signature or a refusing registry; 410 an expired signature; 503 no chain.
+ME_ERRORS = error_responses(*KEY_ERRORS, 400, 404, 409, 410, 503)
+
 
 class PatientIn(BaseModel):
     #: The patient's id in the FHIR store (``Patient/<id>``).
@@ -51,7 +56,11 @@ class PatientIn(BaseModel):
     wallet: str | None = Field(default=None, max_length=42)
 
 
-@router.post("/v1/patients", status_code=201)
+@router.post(
+    "/v1/patients",
+    status_code=201,
+    responses=error_responses(*KEY_ERRORS, 400, 409, 503),
+)
 async def create_patient(request: Request, key_id: KeyId, body: PatientIn) -> dict[str, Any]:
     """Register a patient of the caller's organisation; returns a patient key (shown once)
     that chat clients use to act for them."""
@@ -77,7 +86,7 @@ def _patient(p: PatientInfo) -> dict[str, Any]:
     }
 
 
-@router.get("/v1/me")
+@router.get("/v1/me", responses=ME_ERRORS)
 async def me(patient: Me) -> dict[str, Any]:
     return _patient(patient)
 
@@ -90,7 +99,7 @@ class GrantIn(BaseModel):
     grantee: str = Field(default="assistant", max_length=80)
 
 
-@router.post("/v1/me/consents", status_code=201)
+@router.post("/v1/me/consents", status_code=201, responses=ME_ERRORS)
 async def grant(request: Request, patient: Me, body: GrantIn) -> dict[str, Any]:
     """Grant access (signed with the patient's custodial key; wallet patients use
     ``/v1/me/consents/typed-data`` and ``/v1/me/consents/signed``)."""
@@ -100,13 +109,13 @@ async def grant(request: Request, patient: Me, body: GrantIn) -> dict[str, Any]:
     return {"grants": [g.to_dict() for g in grants]}
 
 
-@router.get("/v1/me/consents")
+@router.get("/v1/me/consents", responses=ME_ERRORS)
 async def list_grants(request: Request, patient: Me) -> dict[str, Any]:
     grants = await _records(request).consent.list_grants(patient)
     return {"grants": [g.to_dict() for g in grants]}
 
 
-@router.delete("/v1/me/consents/{grant_id}")
+@router.delete("/v1/me/consents/{grant_id}", responses=ME_ERRORS)
 async def revoke(request: Request, patient: Me, grant_id: str) -> dict[str, Any]:
     """Revoke a grant; the next read of those records is refused."""
     if len(grant_id) != 66 or not grant_id.startswith("0x"):
@@ -115,7 +124,7 @@ async def revoke(request: Request, patient: Me, grant_id: str) -> dict[str, Any]
     return info.to_dict()
 
 
-@router.get("/v1/me/consents/typed-data")
+@router.get("/v1/me/consents/typed-data", responses=ME_ERRORS)
 async def grant_typed_data(
     request: Request,
     patient: Me,
@@ -150,7 +159,7 @@ class SignedGrantIn(BaseModel):
     signature: str = Field(pattern=r"^0x[0-9a-fA-F]{130}$")
 
 
-@router.post("/v1/me/consents/signed", status_code=201)
+@router.post("/v1/me/consents/signed", status_code=201, responses=ME_ERRORS)
 async def grant_signed(request: Request, patient: Me, body: SignedGrantIn) -> dict[str, Any]:
     """Relay a grant the patient signed with their own wallet."""
     info = await _records(request).consent.grant_signed(
@@ -165,7 +174,7 @@ async def grant_signed(request: Request, patient: Me, body: SignedGrantIn) -> di
     return info.to_dict()
 
 
-@router.get("/v1/me/access-log")
+@router.get("/v1/me/access-log", responses=ME_ERRORS)
 async def access_log(request: Request, patient: Me, limit: int = 100) -> dict[str, Any]:
     """Every read of the patient's records and every consent change, newest first, as
     recorded in the hash-chained audit log."""
@@ -179,7 +188,7 @@ class ExportIn(BaseModel):
     password: str = Field(min_length=1, max_length=200)
 
 
-@router.post("/v1/me/key/export")
+@router.post("/v1/me/key/export", responses=ME_ERRORS)
 async def export_key(request: Request, patient: Me, body: ExportIn) -> dict[str, Any]:
     """The custodial key as a standard Ethereum keystore under the patient's password, to
     import into any wallet."""
@@ -189,7 +198,7 @@ async def export_key(request: Request, patient: Me, body: ExportIn) -> dict[str,
     return {"address": patient.address, "keystore": keystore}
 
 
-@router.get("/v1/me/records")
+@router.get("/v1/me/records", responses=ME_ERRORS)
 async def my_records(
     request: Request,
     patient: Me,

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import AfterValidator, BaseModel, Field
 from sqlalchemy.exc import SQLAlchemyError
 
 from healtrace import __version__
@@ -22,13 +22,30 @@ from healtrace.agent.events import (
 )
 from healtrace.agent.memory import MessageRecord, SessionInfo
 from healtrace.agent.orchestrator import UserTurn
-from healtrace.api._http import KeyId, error_response, pick_locale, request_locale, services_of
+from healtrace.api._http import (
+    KEY_ERRORS,
+    KeyId,
+    error_response,
+    error_responses,
+    pick_locale,
+    request_locale,
+    services_of,
+)
 from healtrace.errors import InputError
 from healtrace.handoff import HandoffInfo
 from healtrace.tenants import tenant_locale
 from healtrace.vision.service import image_question
 
 router = APIRouter()
+
+
+def _utc(at: datetime) -> datetime:
+    # SQLite hands timezone-aware columns back naive; they are UTC. Without the offset the
+    # value is not an RFC 3339 date-time and clients would read it as their local time.
+    return at.replace(tzinfo=UTC) if at.tzinfo is None else at
+
+
+UtcDatetime = Annotated[datetime, AfterValidator(_utc)]
 
 
 class SessionCreate(BaseModel):
@@ -47,8 +64,8 @@ class SessionOut(BaseModel):
     id: str
     title: str
     locale: str
-    created_at: datetime
-    updated_at: datetime
+    created_at: UtcDatetime
+    updated_at: UtcDatetime
     last_seq: int
     #: The open handoff to a person, if any (a reloaded page shows where it stands).
     handoff: HandoffOut | None = None
@@ -88,7 +105,7 @@ class MessageOut(BaseModel):
     role: Literal["user", "assistant", "tool", "clinician"]
     content: str
     status: str
-    created_at: datetime
+    created_at: UtcDatetime
     model: str = ""
     tool_calls: list[ToolCallOut] = []
     tool_call_id: str | None = None
@@ -160,19 +177,8 @@ class TurnOut(BaseModel):
     approvals_required: list[dict[str, Any]] = []
 
 
-class ErrorBody(BaseModel):
-    code: str
-    message: str
-
-
-class ErrorOut(BaseModel):
-    error: ErrorBody
-
-
-ERRORS: dict[int | str, dict[str, Any]] = {
-    401: {"model": ErrorOut, "description": "Missing or invalid API key"},
-    404: {"model": ErrorOut, "description": "No such session for this key"},
-}
+#: The errors of every route that reads one of the key's sessions.
+ERRORS = error_responses(*KEY_ERRORS, 400, 404)
 
 
 @router.get("/healthz", tags=["health"])
@@ -181,7 +187,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok", "version": __version__}
 
 
-@router.get("/readyz", tags=["health"], responses={503: {"model": ErrorOut}})
+@router.get("/readyz", tags=["health"], responses=error_responses(503))
 async def readyz(request: Request) -> Any:
     """Readiness: the database answers and tools are loaded."""
     services = services_of(request)
@@ -197,7 +203,13 @@ async def readyz(request: Request) -> Any:
     }
 
 
-@router.post("/v1/sessions", status_code=201, tags=["sessions"], responses=ERRORS)
+@router.post(
+    "/v1/sessions",
+    status_code=201,
+    tags=["sessions"],
+    # 400: a body that is not UTF-8 JSON.
+    responses=error_responses(*KEY_ERRORS, 400),
+)
 async def create_session(
     request: Request, key_id: KeyId, body: SessionCreate | None = None
 ) -> SessionOut:
@@ -213,7 +225,7 @@ async def create_session(
     return SessionOut.of(info)
 
 
-@router.get("/v1/sessions", tags=["sessions"], responses=ERRORS)
+@router.get("/v1/sessions", tags=["sessions"], responses=error_responses(*KEY_ERRORS))
 async def list_sessions(request: Request, key_id: KeyId) -> list[SessionOut]:
     """This key's conversations, newest first."""
     return [SessionOut.of(s) for s in await services_of(request).store.list_sessions(key_id)]
@@ -243,13 +255,9 @@ async def get_messages(
 @router.post(
     "/v1/sessions/{session_id}/messages",
     tags=["sessions"],
-    responses={
-        **ERRORS,
-        409: {"model": ErrorOut, "description": "A turn is already running"},
-        413: {"model": ErrorOut},
-        502: {"model": ErrorOut},
-        503: {"model": ErrorOut},
-    },
+    # 400 empty message; 409 a turn is already running; 413 too long; 502/503 the model
+    # failed or is down; 500 only if the turn ended without any final event.
+    responses=error_responses(*KEY_ERRORS, 400, 404, 409, 413, 500, 502, 503),
 )
 async def post_message(request: Request, key_id: KeyId, session_id: str, body: MessageIn) -> Any:
     """Send a message and wait for the whole answer (the WebSocket streams it instead)."""

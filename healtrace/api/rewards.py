@@ -17,7 +17,15 @@ from fastapi import APIRouter, Query, Request
 from fastapi.responses import JSONResponse
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from healtrace.api._http import KeyId, error_response, request_locale, services_of
+from healtrace.api._http import (
+    KEY_ERRORS,
+    KeyId,
+    body_schema,
+    error_response,
+    error_responses,
+    request_locale,
+    services_of,
+)
 from healtrace.errors import HealTraceError
 from healtrace.rewards import RewardEvent, RewardInputError, RewardsService, format_amount
 from healtrace.rewards.errors import RewardConflict
@@ -116,7 +124,17 @@ def _parse(body: bytes) -> ClaimIn:
         raise RewardInputError(problems, code="reward_invalid_event") from exc
 
 
-@router.post("/v1/rewards/events")
+#: Every rewards route: 403 another patient's key, 422 a claim that cannot be judged,
+#: 503 rewards are off; claims also 409 (a reused event id) and 413 (too large).
+REWARD_ERRORS = error_responses(*KEY_ERRORS, 400, 503)
+
+
+@router.post(
+    "/v1/rewards/events",
+    responses=error_responses(*KEY_ERRORS, 400, 409, 413, 503),
+    # The body is read here (bounded) rather than by FastAPI; its schema is still ClaimIn.
+    openapi_extra=body_schema(ClaimIn),
+)
 async def claim_reward(request: Request, key_id: KeyId) -> JSONResponse:
     """Claim a reward for an activity. The rules decide: ``status`` is ``awarded``,
     ``recorded`` (a streak day) or ``denied`` with a ``reason``; resending the same
@@ -140,7 +158,7 @@ async def claim_reward(request: Request, key_id: KeyId) -> JSONResponse:
     return JSONResponse(result.to_json(locale))
 
 
-@router.get("/v1/rewards/balance")
+@router.get("/v1/rewards/balance", responses=REWARD_ERRORS)
 async def reward_balance(
     request: Request,
     key_id: KeyId,
@@ -169,7 +187,7 @@ async def reward_balance(
     )
 
 
-@router.get("/v1/rewards/history")
+@router.get("/v1/rewards/history", responses=REWARD_ERRORS)
 async def reward_history(
     request: Request,
     key_id: KeyId,

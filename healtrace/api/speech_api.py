@@ -10,18 +10,18 @@ HealTrace's error shape with specific codes (``audio_corrupt``, ``audio_too_long
 from __future__ import annotations
 
 import asyncio
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 import numpy as np
 from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import PlainTextResponse, Response
 from pydantic import BaseModel, Field
 
-from healtrace.api._http import KeyId, request_locale, services_of
+from healtrace.api._http import KEY_ERRORS, KeyId, error_responses, request_locale, services_of
 from healtrace.errors import InputError
 from healtrace.speech.audio import content_type, decode_audio, encode, is_silent
 from healtrace.speech.tts import check_text
-from healtrace.speech.types import Audio, Transcript
+from healtrace.speech.types import Audio, AudioFormat, Transcript
 
 router = APIRouter(tags=["speech"])
 
@@ -67,7 +67,11 @@ def _subtitles(t: Transcript, kind: Literal["srt", "vtt"]) -> str:
     return "\n".join(lines)
 
 
-@router.post("/v1/audio/transcriptions", response_model=None)
+@router.post(
+    "/v1/audio/transcriptions",
+    response_model=None,
+    responses=error_responses(*KEY_ERRORS, 400, 413, 415, 503),
+)
 async def transcriptions(
     request: Request,
     _key: KeyId,
@@ -145,7 +149,20 @@ _OPENAI_VOICES = {
 }
 
 
-@router.post("/v1/audio/speech", response_model=None)
+@router.post(
+    "/v1/audio/speech",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The speech, in the asked-for format",
+            "content": {
+                t: {"schema": {"type": "string", "format": "binary"}}
+                for t in sorted({content_type(f) for f in get_args(AudioFormat)})
+            },
+        },
+        **error_responses(*KEY_ERRORS, 400, 413, 503),
+    },
+)
 async def speech(request: Request, _key: KeyId, body: SpeechIn) -> Response:
     """Text to speech; the whole file in the asked-for format."""
     services = services_of(request)

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import PlainTextResponse, Response
 
-from healtrace.api._http import error_response, services_of
+from healtrace.api._http import error_response, error_responses, services_of
 from healtrace.errors import ConfigurationError
 from healtrace.wechat._xml import XmlError, parse_xml, text_reply
 from healtrace.wechat.api import HttpWechatApi, WechatApi
@@ -84,7 +84,18 @@ def _refuse(request: Request, code: str, status: int) -> Response:
     return error_response(code, _locale(request), status=status)
 
 
-@router.get("/v1/wechat/callback", response_model=None)
+#: 403 a bad signature; 404 the channel is off; 422 malformed query parameters.
+_CALLBACK_ERRORS = (403, 404, 422)
+
+
+@router.get(
+    "/v1/wechat/callback",
+    response_model=None,
+    responses={
+        200: {"description": "The echoed echostr", "content": {"text/plain": {}}},
+        **error_responses(*_CALLBACK_ERRORS),
+    },
+)
 async def verify_url(
     request: Request,
     timestamp: str = "",
@@ -125,7 +136,19 @@ async def _read_body(request: Request, limit: int) -> bytes | None:
     return bytes(body)
 
 
-@router.post("/v1/wechat/callback", response_model=None)
+@router.post(
+    "/v1/wechat/callback",
+    response_model=None,
+    responses={
+        200: {
+            "description": "The passive reply, or ``success`` when the answer is pushed later",
+            "content": {"application/xml": {}, "text/plain": {}},
+        },
+        # 400 malformed XML, a DTD or a missing Encrypt; 413 over max_body_bytes.
+        **error_responses(*_CALLBACK_ERRORS, 400, 413),
+    },
+    openapi_extra={"requestBody": {"content": {"application/xml": {"schema": {"type": "string"}}}}},
+)
 async def receive(
     request: Request,
     timestamp: str = "",

@@ -156,6 +156,8 @@ class Receipt(BaseModel):
             raise ValueError(exc.detail) from exc
         except ValueError as exc:
             raise ValueError(f"record cannot be canonicalised: {exc}") from exc
+        except RecursionError as exc:
+            raise ValueError("record is nested too deeply to be an evidence record") from exc
         if not complete:
             raise ValueError("record must list every field of the evidence record")
         return raw
@@ -219,7 +221,7 @@ def parse_receipt(data: bytes | str | Mapping[str, Any]) -> Receipt:
     if isinstance(data, bytes | bytearray | str):
         try:
             value = json.loads(data)
-        except (ValueError, UnicodeDecodeError) as exc:
+        except (ValueError, RecursionError) as exc:  # decode errors are ValueErrors
             raise InputError(f"not JSON ({exc})", code="receipt_malformed") from exc
     else:
         value = data
