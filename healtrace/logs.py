@@ -89,17 +89,36 @@ def settings_secrets(settings: Settings) -> tuple[str, ...]:
     return tuple(found)
 
 
+class _StderrHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to whatever ``sys.stderr`` is when a record is emitted (so a CLI runner that
+    swaps and closes stderr leaves no handler pointing at a closed stream)."""
+
+    def __init__(self) -> None:
+        super().__init__(sys.stderr)
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
 def configure_logging(
     level: str, *, stream: IO[str] | None = None, settings: Settings | None = None
 ) -> None:
     """Log at ``level`` to ``stream`` (stderr) through one redacting handler that also
-    blanks out every credential of ``settings``."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    blanks out every credential of ``settings``. Calling it again replaces that handler;
+    handlers others installed (a test runner's) stay."""
+    handler: logging.Handler = logging.StreamHandler(stream) if stream else _StderrHandler()
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
     handler.addFilter(RedactingFilter(settings_secrets(settings) if settings else ()))
+    handler._healtrace = True  # type: ignore[attr-defined]
     root = logging.getLogger()
     for old in list(root.handlers):
-        root.removeHandler(old)
+        if getattr(old, "_healtrace", False):
+            root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(level.upper())
     for name in _PAYLOAD_LOGGERS:

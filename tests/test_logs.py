@@ -51,6 +51,10 @@ def test_the_handler_redacts_records_frames_and_configured_secrets() -> None:
     stream = io.StringIO()
     root = logging.getLogger()
     before = (list(root.handlers), root.level)
+    frames = logging.getLogger("uvicorn.error")
+    frames_level = frames.level
+    # Earlier tests' servers may have set uvicorn's level; frames are logged at debug.
+    frames.setLevel(logging.DEBUG)
     try:
         configure_logging("debug", stream=stream, settings=settings)
         log = logging.getLogger("healtrace.test")
@@ -61,6 +65,7 @@ def test_the_handler_redacts_records_frames_and_configured_secrets() -> None:
         )
         logging.getLogger("httpcore").debug("send_request_body %s", "王小明")
     finally:
+        frames.setLevel(frames_level)
         for handler in list(root.handlers):
             root.removeHandler(handler)
         for handler in before[0]:
@@ -70,3 +75,21 @@ def test_the_handler_redacts_records_frames_and_configured_secrets() -> None:
     assert "vllm-cluster-key-123" not in out and "13912345678" not in out
     assert "backend rejected key [secret] for patient [phone]" in out
     assert "王小明" not in out and "> TEXT [payload not logged]" in out
+
+
+def test_configuring_twice_keeps_one_handler_and_others_handlers() -> None:
+    root = logging.getLogger()
+    before = (list(root.handlers), root.level)
+    other = logging.NullHandler()
+    root.addHandler(other)
+    try:
+        configure_logging("info")
+        configure_logging("warning")
+        ours = [h for h in root.handlers if getattr(h, "_healtrace", False)]
+        assert len(ours) == 1 and other in root.handlers
+    finally:
+        for handler in list(root.handlers):
+            root.removeHandler(handler)
+        for handler in before[0]:
+            root.addHandler(handler)
+        root.setLevel(before[1])
