@@ -77,6 +77,12 @@ def test_doctor_claims_become_an_ai_statement_en(text: str) -> None:
         "我是你的主治医生。请多喝水。",
         "本医生认为没有大碍。请多喝水。",
         "我是一名护士。请多喝水。",
+        # Named or titled (found by the security eval: these used to stream unchanged).
+        "我是王医生。请多喝水。",
+        "我是值班护士。请多喝水。",
+        "我是一名心内科医生。请多喝水。",
+        "我是本院的医师。请多喝水。",
+        "本人是执业医师。请多喝水。",
     ],
 )
 def test_doctor_claims_become_an_ai_statement_zh(text: str) -> None:
@@ -84,6 +90,23 @@ def test_doctor_claims_become_an_ai_statement_zh(text: str) -> None:
     assert text.split("。")[0] not in guard.text
     assert guard.text.startswith("我是 HealTrace AI 助手，不是医生")
     assert "请多喝水。" in guard.text
+    assert "doctor_claim" in rules_of(result)
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "I am Dr. Chen, your attending physician. Rest and drink fluids.",
+        "This is Dr Li speaking. Rest and drink fluids.",
+        "Dr. Morgan here. Rest and drink fluids.",
+        "I'm Nurse Wang. Rest and drink fluids.",
+    ],
+)
+def test_named_clinician_claims_are_replaced_en(text: str) -> None:
+    guard, _, result = run(text)
+    assert text.split(".")[0] not in guard.text and "Chen" not in guard.text
+    assert "I'm HealTrace, an AI assistant, not a doctor" in guard.text
+    assert "Rest and drink fluids." in guard.text
     assert "doctor_claim" in rules_of(result)
 
 
@@ -99,6 +122,9 @@ def test_doctor_claims_become_an_ai_statement_zh(text: str) -> None:
         "医生会根据检查结果判断。",
         "如果我是医生，也会这样说。",
         "我是 HealTrace 的健康助手。",
+        "我是说医生会根据检查结果判断。",
+        "Dr. Smith here in the clinic can examine you.",
+        "It's a doctor's decision; ask at your visit.",
     ],
 )
 def test_not_doctor_claims(text: str) -> None:

@@ -161,7 +161,9 @@ _HEADS: dict[str, list[str]] = {
     "doctor_claim": [
         *_expand("{i am|i'm} {a|an|your|human|also|actually|really}", "i work as"),
         *_expand(f"as {{a|an|your}} {{{_PROFS}|treating|attending|qualified|licensed|family}}"),
-        *_expand("{我是|作为|身为}", "本{医生|大夫|医师}"),
+        *_expand("{我是|作为|身为|本人是}", "本{医生|大夫|医师}"),
+        # "Dr. Morgan here" (named claims after "I am" / "This is" are anchored heads below).
+        "dr.",
     ],
     "definitive_diagnosis": [
         *_expand("you{ have|'ve| suffer from}", "{you are|you're} suffering"),
@@ -200,6 +202,12 @@ _ANCHORED_HEADS: list[tuple[str, str, list[str]]] = [
         _expand("{definitely|clearly|certainly|undoubtedly}"),
     ),
     ("definitive_diagnosis", r"(?<![A-Za-z])i(?:\s++am|['’]m)\s++\Z", _expand("{sure|certain}")),
+    # "I am Dr. Chen", "This is Nurse Li speaking": held from the title on.
+    (
+        "doctor_claim",
+        r"(?<![A-Za-z])(?:i(?:\s++am|['’]m)|(?:this|it)(?:\s++is|['’]s))\s++\Z",
+        ["dr", "doctor", "nurse"],
+    ),
 ]
 
 _LETTERS = frozenset(string.ascii_letters)
@@ -386,6 +394,18 @@ _DOCTOR = [
         r"(?:医生|医师|大夫|护士|药剂师|药师)[，,、\s]*(?:我|本人)"
     ),
     re.compile(r"本(?:医生|大夫|医师)"),
+    # Named or titled: "I am Dr. Chen", "This is Nurse Li speaking", "Dr. Morgan here".
+    re.compile(
+        r"\b(?:i\s+am|i['’]m|this\s+is|it['’]s|it\s+is)\s+(?:dr\b\.?|doctor|nurse)\s*[A-Z]",
+        re.IGNORECASE,
+    ),
+    re.compile(r"\b[Dd]r\.?\s*[A-Z][\w-]*\s+(?:here|speaking)\s*(?:[,.!;:]|$)"),
+    # "我是王医生", "我是值班护士", "我是一名心内科医生", "我是本院的医师" (not "我是说…").
+    re.compile(
+        r"(?<!如果)(?<!假如)(?<!要是)(?<!假设)(?<!不)我是(?!说|想|觉得|指|问|在|为|根据|AI|ai)"
+        rf"[\u4e00-\u9fff]{{0,8}}?{_PROF_ZH}(?!助手|助理)"
+    ),
+    re.compile(rf"本人是?(?:一名|一位)?(?:专业的?|执业|主治|专科|全科)?{_PROF_ZH}"),
 ]
 
 # (pattern, needs a condition named after it)
