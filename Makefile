@@ -31,7 +31,7 @@ NPM_STAMP := node_modules/.installed
 serve: install models
 	$(BIN)/healtrace serve
 
-test: install models contracts-check lint typecheck unit
+test: install models contracts-check lint typecheck unit security
 
 install: $(STAMP) $(NPM_STAMP)
 
@@ -116,6 +116,12 @@ plugin-example: $(PLUGINS_DIR)/.installed
 
 unit: install plugin-example
 	$(BIN)/pytest -q
+
+# The prompt-injection and abuse suite against the real service, with a model that does
+# whatever an attack asks (docs/security.md); it fails if any attack reaches data or tokens.
+.PHONY: security
+security: install
+	$(BIN)/healtrace eval security
 
 bench: install models
 	$(BIN)/python benchmarks/agent_overhead.py --write BENCHMARKS.md

@@ -18,6 +18,7 @@ from healtrace.logs import configure_logging
 from healtrace.mcp.cli import mcp_app
 from healtrace.records.cli import records_app
 from healtrace.safety.cli import eval_triage_command, triage_command
+from healtrace.security.cli import eval_security_command
 from healtrace.tools.cli import tools_app
 from healtrace.wechat.cli import wechat_app
 
@@ -53,6 +54,7 @@ app.add_typer(mcp_app, name="mcp")
 app.command("verify")(verify_command)
 app.command("triage")(triage_command)
 eval_app.command("triage")(eval_triage_command)
+eval_app.command("security")(eval_security_command)
 
 
 @app.command()
