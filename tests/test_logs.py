@@ -61,9 +61,7 @@ def test_the_handler_redacts_records_frames_and_configured_secrets() -> None:
         log = logging.getLogger("healtrace.test")
         log.warning("backend rejected key %s for patient %s", "vllm-cluster-key-123", "13912345678")
         # What websockets logs (through uvicorn) for every frame at debug level.
-        logging.getLogger("uvicorn.error").debug(
-            "> %s", 'TEXT \'{"text":"我叫王小明"}\' [30 bytes]'
-        )
+        frames.debug("> %s", 'TEXT \'{"text":"我叫王小明"}\' [30 bytes]')
         logging.getLogger("httpcore").debug("send_request_body %s", "王小明")
     finally:
         frames.setLevel(frames_level)
