@@ -135,6 +135,7 @@ bench: install models
 	$(BIN)/python benchmarks/records.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/rewards.py --write BENCHMARKS.md
 	$(BIN)/python benchmarks/ws_concurrency.py --write BENCHMARKS.md
+	$(BIN)/python benchmarks/compare/run.py --write BENCHMARKS.md
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache

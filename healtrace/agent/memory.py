@@ -11,7 +11,7 @@ import hashlib
 import secrets
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any, Literal
 
@@ -76,6 +76,9 @@ class SessionInfo:
     patient_id: str | None = None
 
 
+_SESSION_FIELDS = fields(SessionInfo)
+
+
 @dataclass(frozen=True, slots=True)
 class MessageRecord:
     id: str
@@ -116,6 +119,11 @@ class MessageRecord:
             tool_call_id=self.tool_call_id,
             name=self.tool_name,
         )
+
+
+def _session_info_from(values: Mapping[str, Any]) -> SessionInfo:
+    """A session read as a Core row (its columns are named as the fields)."""
+    return SessionInfo(**{f.name: values[f.name] for f in _SESSION_FIELDS})
 
 
 def _session_info(row: ChatSession) -> SessionInfo:
@@ -471,18 +479,22 @@ class ChatStore:
         """Store the user's message and read what the model needs, in one transaction."""
 
         def begin(s: Session) -> TurnStart:
-            row = s.get(ChatSession, session_id)
+            # Core statements, not the ORM (identity map, flush): this transaction is on
+            # every turn's critical path, before the model is asked anything.
+            table = ChatSession.__table__
+            row = s.execute(select(table).where(table.c.id == session_id)).mappings().first()
             if row is None:
                 raise NotFoundError(f"session {session_id} not found", code="session_not_found")
-            if not row.title:
-                row.title = text[:80]
             (message,) = _append(
                 s,
                 session_id,
                 [NewMessage(turn_id, "user", text, safety=safety, voice=voice)],
-                touch_session=True,
             )
-            info = _session_info(row)
+            touched: dict[str, Any] = {"updated_at": message.created_at}
+            if not row["title"]:
+                touched["title"] = text[:80]
+            s.execute(update(ChatSession).where(ChatSession.id == session_id).values(**touched))
+            info = _session_info_from({**row, "title": touched.get("title", row["title"])})
             return TurnStart(info, message, _history(s, session_id, info.summary_until))
 
         return await self.db.run(begin)

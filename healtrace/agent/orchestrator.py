@@ -14,9 +14,9 @@ import json
 import logging
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal, Protocol
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from healtrace.agent._textcalls import TextCallSplitter, loads_or_text
 from healtrace.agent.citations import KnowledgeSearch, Source, render_excerpts
@@ -65,6 +65,9 @@ log = logging.getLogger(__name__)
 
 #: How often a streaming answer is written to the database (seconds).
 FLUSH_INTERVAL_S = 0.5
+
+_A = TypeVar("_A")
+_B = TypeVar("_B")
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,19 @@ class _AnswerWriter:
         return self.message_id or self.planned_id
 
 
+async def _both(first: Awaitable[_A], second: Awaitable[_B]) -> tuple[_A, _B]:
+    """Await two awaitables side by side; if the first fails, the second is cancelled and
+    waited for before the error propagates (nothing is left running)."""
+    other = asyncio.ensure_future(second)
+    try:
+        a = await first
+    except BaseException:
+        other.cancel()
+        await asyncio.gather(other, return_exceptions=True)
+        raise
+    return a, await other
+
+
 async def _race_cancel(
     stream: AsyncIterator[Any], cancel: asyncio.Event | None
 ) -> AsyncIterator[Any]:
@@ -308,13 +324,20 @@ class Orchestrator:
             if self.safety is not None
             else None
         )
-        started = await self.store.begin_turn(
+        begin = self.store.begin_turn(
             turn.session_id,
             turn_id=turn.turn_id,
             text=turn.text,
             safety={"triage": stored_triage(triage, turn.locale)} if triage else None,
             voice=turn.voice,
         )
+        handoff: OpenHandoff | None = None
+        if triage is not None and self.handoffs is not None:
+            # The handoff check reads beside the commit (one trip to the database thread
+            # instead of two before the model is asked); it is used only after the commit.
+            started, handoff = await _both(begin, self.handoffs.current(turn.session_id))
+        else:
+            started = await begin
         session = started.session
         yield TurnStarted(
             session_id=turn.session_id,
@@ -342,7 +365,7 @@ class Orchestrator:
                         "codes": sorted({r.code for r in triage.reasons}),
                     },
                 )
-            held = await self._handoff_step(turn, triage)
+            held = await self._handoff_step(turn, triage, handoff)
             if held is not None:
                 yield held
                 return
@@ -711,15 +734,17 @@ class Orchestrator:
             advice=text,
         )
 
-    async def _handoff_step(self, turn: UserTurn, triage: TriageResult) -> TurnHeld | None:
+    async def _handoff_step(
+        self, turn: UserTurn, triage: TriageResult, current: OpenHandoff | None
+    ) -> TurnHeld | None:
         """Queue the session when the patient asks for a person or triage says so; hold the
-        turn (no assistant answer) while a clinician has the session."""
+        turn (no assistant answer) while a clinician has the session. ``current`` is the
+        session's open handoff, read as the turn began."""
         if self.handoffs is None or self.safety is None:
             return None
         from healtrace.handoff.desk import patient_text
         from healtrace.safety.policy import stored_triage
 
-        current = await self.handoffs.current(turn.session_id)
         if current is not None and current.status == "active":
             return TurnHeld(
                 session_id=turn.session_id,

@@ -45,11 +45,6 @@ from healtrace.errors import BackendResponseError, BackendUnavailable
 
 if TYPE_CHECKING:
     import httpx2
-    from openai.types.chat import (
-        ChatCompletionChunk,
-        ChatCompletionMessageParam,
-        ChatCompletionToolUnionParam,
-    )
 
 log = logging.getLogger(__name__)
 
@@ -142,21 +137,29 @@ class OpenAIBackend:
         config = self._config
         native = config.native_tools
         messages = request.messages if native else tuple(flatten_tool_messages(request.messages))
-        wire_messages = cast("list[ChatCompletionMessageParam]", [m.to_openai() for m in messages])
-        tools = (
-            cast("list[ChatCompletionToolUnionParam]", [t.to_openai() for t in request.tools])
-            if native and request.tools
-            else openai.omit
-        )
-        stream = await self._client.chat.completions.create(
-            model=config.model,
-            messages=wire_messages,
-            tools=tools,
+        body: dict[str, Any] = {
+            "model": config.model,
+            "messages": [m.to_openai() for m in messages],
+            "stream": True,
+            "stream_options": {"include_usage": True},
+            "temperature": (
+                config.temperature if request.temperature is None else request.temperature
+            ),
+            "top_p": config.top_p,
+            "max_tokens": config.max_tokens if request.max_tokens is None else request.max_tokens,
+        }
+        if native and request.tools:
+            body["tools"] = [t.to_openai() for t in request.tools]
+        # The body is already plain JSON in the wire shape, so it goes through the client's
+        # generic ``post`` rather than ``chat.completions.create``: that one walks every
+        # message and tool schema against its TypedDicts (milliseconds per request), and
+        # builds a pydantic model of every chunk; chunks arrive here as the decoded JSON.
+        stream = await self._client.post(
+            "/chat/completions",
+            body=body,
+            cast_to=object,
             stream=True,
-            stream_options={"include_usage": True},
-            temperature=config.temperature if request.temperature is None else request.temperature,
-            top_p=config.top_p,
-            max_tokens=config.max_tokens if request.max_tokens is None else request.max_tokens,
+            stream_cls=openai.AsyncStream[object],
         )
         async with stream:
             assembler = _StreamAssembler()
@@ -286,37 +289,44 @@ class _StreamAssembler:
     usage: Usage | None = None
     calls: dict[int, _PartialCall] = field(default_factory=dict)
 
-    def feed(self, chunk: ChatCompletionChunk) -> Iterator[ModelDelta]:
-        choices = getattr(chunk, "choices", None)
+    def feed(self, chunk: object) -> Iterator[ModelDelta]:
+        """One chunk as the server sent it (decoded JSON)."""
+        if not isinstance(chunk, dict):
+            raise _MalformedChunk("a chunk is not a JSON object")
+        choices = chunk.get("choices")
         if not isinstance(choices, list):
             raise _MalformedChunk("a chunk has no choices list")
         self.saw_chunk = True
-        model = getattr(chunk, "model", None)
+        model = chunk.get("model")
         if isinstance(model, str) and model and not self.model:
             self.model = model
-        usage = getattr(chunk, "usage", None)
-        if usage is not None:
+        usage = chunk.get("usage")
+        if isinstance(usage, dict):
             self.usage = Usage(
-                prompt_tokens=_int(getattr(usage, "prompt_tokens", 0)),
-                completion_tokens=_int(getattr(usage, "completion_tokens", 0)),
+                prompt_tokens=_int(usage.get("prompt_tokens")),
+                completion_tokens=_int(usage.get("completion_tokens")),
             )
         for choice in choices:
+            if not isinstance(choice, dict):
+                raise _MalformedChunk("a choice is not a JSON object")
             # n=1 is all we ask for; a server sending other choices is ignored, not trusted.
-            if getattr(choice, "index", 0) not in (0, None):
+            if choice.get("index", 0) not in (0, None):
                 continue
-            delta = getattr(choice, "delta", None)
-            if delta is not None:
-                reasoning = _extra_text(delta, "reasoning_content") or _extra_text(
-                    delta, "reasoning"
-                )
+            delta = choice.get("delta")
+            if isinstance(delta, dict):
+                # DeepSeek and older vLLM send ``reasoning_content``; newer vLLM ``reasoning``.
+                reasoning = _text(delta.get("reasoning_content")) or _text(delta.get("reasoning"))
                 if reasoning:
                     yield ReasoningDelta(reasoning)
-                content = getattr(delta, "content", None)
+                content = delta.get("content")
                 if isinstance(content, str) and content:
                     yield TextDelta(content)
-                for fragment in getattr(delta, "tool_calls", None) or ():
-                    self._add_fragment(fragment)
-            reason = getattr(choice, "finish_reason", None)
+                fragments = delta.get("tool_calls")
+                if isinstance(fragments, list):
+                    for fragment in fragments:
+                        if isinstance(fragment, dict):
+                            self._add_fragment(fragment)
+            reason = choice.get("finish_reason")
             if reason is not None:
                 self.finish_reason = _map_reason(reason)
                 if self.finish_reason == "tool_calls":
@@ -330,9 +340,9 @@ class _StreamAssembler:
             reason = "tool_calls"
         yield Finish(reason=reason, usage=self.usage or Usage(), model=self.model or fallback_model)
 
-    def _add_fragment(self, fragment: Any) -> None:
-        index = getattr(fragment, "index", None)
-        call_id = getattr(fragment, "id", None)
+    def _add_fragment(self, fragment: dict[str, Any]) -> None:
+        index = fragment.get("index")
+        call_id = fragment.get("id")
         if not isinstance(index, int):
             # Without an index, a new id starts a new call and anything else continues one.
             last = max(self.calls, default=-1)
@@ -341,12 +351,14 @@ class _StreamAssembler:
         call = self.calls.setdefault(index, _PartialCall())
         if isinstance(call_id, str) and call_id and not call.id:
             call.id = call_id
-        function = getattr(fragment, "function", None)
-        name = getattr(function, "name", None)
+        function = fragment.get("function")
+        if not isinstance(function, dict):
+            return
+        name = function.get("name")
         if isinstance(name, str) and name and name != call.name:
             # Usually the whole name arrives once; some servers repeat it, a few split it.
             call.name = name if not call.name else call.name + name
-        arguments = getattr(function, "arguments", None)
+        arguments = function.get("arguments")
         if isinstance(arguments, str):
             call.arguments.append(arguments)
 
@@ -372,13 +384,7 @@ def _map_reason(reason: object) -> _FinishReason:
     return "stop"
 
 
-def _extra_text(delta: Any, name: str) -> str:
-    """A text field the SDK's delta type may not declare (reasoning, from vLLM and DeepSeek)."""
-    value = getattr(delta, name, None)
-    if value is None:
-        extra = getattr(delta, "model_extra", None)
-        if isinstance(extra, dict):
-            value = extra.get(name)
+def _text(value: object) -> str:
     return value if isinstance(value, str) else ""
 
 
