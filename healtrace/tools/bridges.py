@@ -33,6 +33,7 @@ from healtrace.tools.core import (
     ToolRegistry,
     ToolRetry,
     schema_tool,
+    validation_text,
 )
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ def from_langchain(
         except ToolException as exc:
             raise ToolRetry(str(exc) or _RETRY_FALLBACK) from exc
         except ValidationError as exc:
-            raise ToolRetry(_validation_text(exc)) from exc
+            raise ToolRetry(validation_text(exc)) from exc
         if not isinstance(out, ToolMessage):
             # A LangGraph Command or a list of them: graph control HealTrace has no use for.
             raise ToolInfraError(
@@ -123,14 +124,6 @@ def from_langchain(
         locales=locales,
         source=source,
     )
-
-
-def _validation_text(exc: ValidationError) -> str:
-    problems = "; ".join(
-        f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-        for e in exc.errors(include_url=False)
-    )
-    return f"Invalid arguments: {problems}."
 
 
 def _message_text(message: ToolMessage) -> str:

@@ -128,11 +128,7 @@ class Tool:
             try:
                 return self.params_model.model_validate(raw)
             except ValidationError as exc:
-                problems = "; ".join(
-                    f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
-                    for e in exc.errors(include_url=False)
-                )
-                raise ToolRetry(f"Invalid arguments: {problems}.") from exc
+                raise ToolRetry(validation_text(exc)) from exc
         errors = sorted(self._validator.iter_errors(raw), key=lambda e: list(e.absolute_path))
         if errors:
             problems = "; ".join(
@@ -149,6 +145,15 @@ class Tool:
         if self.takes_context:
             return await self.fn(ctx, **kwargs)
         return await self.fn(**kwargs)
+
+
+def validation_text(exc: ValidationError) -> str:
+    """What the model is told about arguments a pydantic model refused."""
+    problems = "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) or 'arguments'}: {e['msg']}"
+        for e in exc.errors(include_url=False)
+    )
+    return f"Invalid arguments: {problems}."
 
 
 def _jsonschema_validator(schema: dict[str, Any]) -> Any:
